@@ -1,0 +1,10 @@
+# Shared settings of the scripts; sourced, not run.
+PSEARCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PSEARCH_TORCH_VERSION=2.11.0
+PSEARCH_TORCHVISION_VERSION=0.26.0
+PSEARCH_VENV="${PSEARCH_VENV:-$HOME/.cache/psearch/venv}"
+PSEARCH_BUILD_DIR="${PSEARCH_BUILD_DIR:-$PSEARCH_ROOT/build}"
+# A machine that already has torch (the GPU build machine, which has no package
+# registry) can point PSEARCH_PYTHON at its interpreter and skip setup.sh.
+PSEARCH_PYTHON="${PSEARCH_PYTHON:-$PSEARCH_VENV/bin/python}"
+export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/psearch/ccache}"

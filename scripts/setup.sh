@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything psearch needs on a fresh Debian 12 machine. Idempotent: a second
+# run only checks. The Python environment (LibTorch comes from the torch wheel) lives
+# outside the repository, in $PSEARCH_VENV, so every clone and CI run shares one copy.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+APT_PACKAGES=(build-essential cmake ninja-build ccache python3-venv
+  libgtest-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev)
+PIP_PACKAGES=("torch==${PSEARCH_TORCH_VERSION}" "torchvision==${PSEARCH_TORCHVISION_VERSION}"
+  "numpy<3" "pytest>=7" "scikit-learn>=1.3")
+
+missing_apt=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing_apt+=("$p")
+done
+if ((${#missing_apt[@]})); then
+  echo "setup: installing Debian packages: ${missing_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing_apt[@]}" >/dev/null
+fi
+
+if [ ! -x "$PSEARCH_VENV/bin/python" ]; then
+  echo "setup: creating Python environment in $PSEARCH_VENV"
+  python3 -m venv "$PSEARCH_VENV"
+fi
+if ! "$PSEARCH_VENV/bin/python" - <<PY 2>/dev/null
+import importlib.metadata as m, sys
+want = {"torch": "${PSEARCH_TORCH_VERSION}", "torchvision": "${PSEARCH_TORCHVISION_VERSION}"}
+ok = all(m.version(k).split("+")[0] == v for k, v in want.items())
+for k in ("numpy", "pytest", "scikit-learn"): m.version(k)
+sys.exit(0 if ok else 1)
+PY
+then
+  echo "setup: installing Python packages (torch ${PSEARCH_TORCH_VERSION}; the first time downloads ~4 GB, cached after)"
+  "$PSEARCH_VENV/bin/pip" install -q --upgrade pip
+  "$PSEARCH_VENV/bin/pip" install -q "${PIP_PACKAGES[@]}"
+fi
+echo "setup: ok (python: $PSEARCH_VENV/bin/python, torch $("$PSEARCH_VENV/bin/python" -c 'import torch;print(torch.__version__)'))"
