@@ -1,0 +1,38 @@
+#include "cli_util.h"
+
+#include <torch/cuda.h>
+
+#include <stdexcept>
+
+namespace psearch::cli {
+
+c10::Device parse_device(const std::string& text) {
+  c10::Device device(c10::kCPU);
+  try {
+    device = c10::Device(text);
+  } catch (const c10::Error&) {
+    throw std::invalid_argument("bad device '" + text + "' (expected cpu, cuda or cuda:N)");
+  }
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw std::runtime_error("device '" + text + "' requested but no CUDA GPU is available");
+  return device;
+}
+
+double median_ms(const std::function<void()>& fn, int repeat, int warmup, const c10::Device& device) {
+  auto sync = [&] {
+    if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? 0 : device.index());
+  };
+  for (int i = 0; i < warmup; ++i) fn();
+  sync();
+  std::vector<double> times;
+  for (int i = 0; i < std::max(repeat, 1); ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    sync();
+    times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
+  return times[times.size() / 2];
+}
+
+}  // namespace psearch::cli

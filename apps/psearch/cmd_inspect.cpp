@@ -1,0 +1,43 @@
+// `psearch inspect FILE`: the tensors of a torch.save checkpoint, without Python.
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "commands.h"
+#include "psearch/checkpoint/torch_file.h"
+
+namespace psearch::cli {
+namespace {
+
+struct InspectArgs {
+  std::string path;
+  std::string prefix;
+};
+
+void run_inspect(const InspectArgs& args) {
+  const auto tensors = checkpoint::load_tensors(args.path);
+  int64_t total = 0;
+  size_t shown = 0;
+  for (const auto& [key, t] : tensors) {
+    if (key.rfind(args.prefix, 0) != 0) continue;
+    std::ostringstream shape;
+    shape << t.sizes();
+    std::cout << std::left << std::setw(56) << key << std::setw(10) << c10::toString(t.scalar_type()) << shape.str()
+              << "\n";
+    total += t.numel();
+    ++shown;
+  }
+  std::cout << shown << " tensors, " << total << " elements\n";
+}
+
+}  // namespace
+
+void add_inspect_command(CLI::App& app) {
+  auto args = std::make_shared<InspectArgs>();
+  auto* cmd = app.add_subcommand("inspect", "List the tensors of a torch.save checkpoint (key, dtype, shape)");
+  cmd->add_option("checkpoint", args->path, "A .pth/.pt file written by torch.save")->required();
+  cmd->add_option("--prefix", args->prefix, "Only keys starting with this prefix");
+  cmd->callback([args] { run_inspect(*args); });
+}
+
+}  // namespace psearch::cli
