@@ -6,9 +6,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache python3-venv
-  libgtest-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev)
+  libgtest-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev pkg-config
+  libmatio-dev libopencv-imgcodecs-dev libopencv-imgproc-dev libopencv-videoio-dev libdlib-dev)
 PIP_PACKAGES=("torch==${PSEARCH_TORCH_VERSION}" "torchvision==${PSEARCH_TORCHVISION_VERSION}"
-  "numpy<3" "pytest>=7" "scikit-learn>=1.3")
+  "numpy<3" "pytest>=7" "scikit-learn>=1.3" "scipy>=1.10")
 
 missing_apt=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -29,7 +30,7 @@ if ! "$PSEARCH_VENV/bin/python" - <<PY 2>/dev/null
 import importlib.metadata as m, sys
 want = {"torch": "${PSEARCH_TORCH_VERSION}", "torchvision": "${PSEARCH_TORCHVISION_VERSION}"}
 ok = all(m.version(k).split("+")[0] == v for k, v in want.items())
-for k in ("numpy", "pytest", "scikit-learn"): m.version(k)
+for k in ("numpy", "pytest", "scikit-learn", "scipy"): m.version(k)
 sys.exit(0 if ok else 1)
 PY
 then
