@@ -57,6 +57,8 @@ void run_backbone(const BackboneArgs& args) {
 
 }  // namespace
 
+namespace {
+
 void add_backbone_command(CLI::App& app) {
   auto args = std::make_shared<BackboneArgs>();
   auto* cmd = app.add_subcommand("backbone", "Run a ResNet backbone and report stage outputs C2..C5 and latency");
@@ -74,5 +76,9 @@ void add_backbone_command(CLI::App& app) {
   cmd->add_option("--device", args->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->callback([args] { run_backbone(*args); });
 }
+
+}  // namespace
+
+PSEARCH_REGISTER_COMMAND(70, add_backbone_command);
 
 }  // namespace psearch::cli

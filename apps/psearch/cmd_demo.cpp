@@ -195,6 +195,8 @@ void run_demo(const DemoArgs& args) {
 
 }  // namespace
 
+namespace {
+
 void add_demo_command(CLI::App& app) {
   auto args = std::make_shared<DemoArgs>();
   auto* cmd = app.add_subcommand("demo", "End-to-end walk through the pipeline on a built-in synthetic scene");
@@ -205,5 +207,9 @@ void add_demo_command(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "Random seed (scene noise, random weights)")->capture_default_str();
   cmd->callback([args] { run_demo(*args); });
 }
+
+}  // namespace
+
+PSEARCH_REGISTER_COMMAND(10, add_demo_command);
 
 }  // namespace psearch::cli

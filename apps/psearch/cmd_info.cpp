@@ -37,9 +37,15 @@ void run_info() {
 
 }  // namespace
 
+namespace {
+
 void add_info_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show the build: versions, operators and their kernels, devices");
   cmd->callback(run_info);
 }
+
+}  // namespace
+
+PSEARCH_REGISTER_COMMAND(90, add_info_command);
 
 }  // namespace psearch::cli

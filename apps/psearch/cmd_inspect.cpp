@@ -32,6 +32,8 @@ void run_inspect(const InspectArgs& args) {
 
 }  // namespace
 
+namespace {
+
 void add_inspect_command(CLI::App& app) {
   auto args = std::make_shared<InspectArgs>();
   auto* cmd = app.add_subcommand("inspect", "List the tensors of a torch.save checkpoint (key, dtype, shape)");
@@ -39,5 +41,9 @@ void add_inspect_command(CLI::App& app) {
   cmd->add_option("--prefix", args->prefix, "Only keys starting with this prefix");
   cmd->callback([args] { run_inspect(*args); });
 }
+
+}  // namespace
+
+PSEARCH_REGISTER_COMMAND(80, add_inspect_command);
 
 }  // namespace psearch::cli

@@ -32,10 +32,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", psearch::build_info());
   app.require_subcommand(1);
   app.failure_message(CLI::FailureMessage::simple);
-  psearch::cli::add_info_command(app);
-  psearch::cli::add_inspect_command(app);
-  psearch::cli::add_backbone_command(app);
-  psearch::cli::add_demo_command(app);
+  for (const auto& add_command : psearch::cli::registered_commands()) add_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
