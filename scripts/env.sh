@@ -8,3 +8,6 @@ PSEARCH_BUILD_DIR="${PSEARCH_BUILD_DIR:-$PSEARCH_ROOT/build}"
 # registry) can point PSEARCH_PYTHON at its interpreter and skip setup.sh.
 PSEARCH_PYTHON="${PSEARCH_PYTHON:-$PSEARCH_VENV/bin/python}"
 export CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/psearch/ccache}"
+# Relative paths in ccache's hash let every clone (CI's fresh ones included) share hits.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PSEARCH_ROOT}"
+export CCACHE_NOHASHDIR=true
