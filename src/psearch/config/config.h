@@ -1,0 +1,310 @@
+#pragma once
+/// Typed experiment configuration of the two-stage person-search models (OIM-base, NAE,
+/// NAE+), read from YAML files with inheritance and command-line overrides.
+///
+/// Every section is a plain struct whose members carry the defaults; its `visit` member
+/// lists the YAML keys in file order, with one line of documentation each. The same list
+/// drives reading (with unknown-key and type checks), writing back to YAML and the key
+/// listing of `describe_keys()` (docs/config.md is checked against it), so a key exists in
+/// exactly one place. The file format is described in docs/config.md.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace psearch::config {
+
+/// A configuration that cannot be used: a missing or unparsable file, an unknown key, a
+/// value of the wrong type or out of range. what() is one line that starts with the file
+/// (or the command-line override) the offending key came from, e.g.
+/// "configs/x.yaml: unknown key 'train.lrr' (did you mean 'train.lr'?)".
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A visitor V is called as v(key, member, doc) for values and sections, and as
+// v.choice(key, member, {allowed...}, doc) for strings restricted to a set.
+
+struct BackboneConfig {
+  std::string arch = "resnet50";
+  std::string weights;  // empty: random initialisation
+  std::string norm = "frozen";
+  int64_t freeze_at = 1;
+
+  template <class V>
+  void visit(V& v) {
+    v.choice("arch", arch, {"resnet18", "resnet34", "resnet50"}, "ResNet depth; the stem is conv1..conv4 (C4), conv5 is the RoI head");
+    v("weights", weights, "torchvision ImageNet checkpoint (e.g. resnet50-0676ba61.pth); empty = random init");
+    v.choice("norm", norm, {"frozen", "batchnorm"}, "BatchNorm of the backbone and conv5 head: frozen statistics or trainable nn::BatchNorm2d");
+    v("freeze_at", freeze_at, "0: train all; 1: freeze conv1; k >= 2: also freeze layer1..layer(k-1)");
+  }
+};
+
+struct RpnConfig {
+  std::vector<std::vector<double>> anchor_sizes{{32, 64, 128, 256, 512}};
+  std::vector<std::vector<double>> aspect_ratios{{0.5, 1.0, 2.0}};
+  int64_t conv_depth = 1;
+  double fg_iou_thresh = 0.7;
+  double bg_iou_thresh = 0.3;
+  int64_t batch_size_per_image = 256;
+  double positive_fraction = 0.5;
+  int64_t pre_nms_top_n_train = 12000;
+  int64_t post_nms_top_n_train = 2000;
+  int64_t pre_nms_top_n_test = 6000;
+  int64_t post_nms_top_n_test = 300;
+  double nms_thresh = 0.7;
+  double score_thresh = 0.0;
+  double min_size = 1e-3;
+
+  template <class V>
+  void visit(V& v) {
+    v("anchor_sizes", anchor_sizes, "anchor sizes (sqrt of area, input pixels), one list per feature map");
+    v("aspect_ratios", aspect_ratios, "anchor height/width ratios, one list per feature map");
+    v("conv_depth", conv_depth, "number of 3x3 conv + ReLU layers of the RPN head");
+    v("fg_iou_thresh", fg_iou_thresh, "anchors with IoU >= this to a ground truth are positives");
+    v("bg_iou_thresh", bg_iou_thresh, "anchors with IoU < this to every ground truth are negatives");
+    v("batch_size_per_image", batch_size_per_image, "anchors sampled per image for the RPN losses");
+    v("positive_fraction", positive_fraction, "largest share of positives among the sampled anchors");
+    v("pre_nms_top_n_train", pre_nms_top_n_train, "proposals kept per feature map before NMS, training");
+    v("post_nms_top_n_train", post_nms_top_n_train, "proposals kept per image after NMS, training");
+    v("pre_nms_top_n_test", pre_nms_top_n_test, "proposals kept per feature map before NMS, inference");
+    v("post_nms_top_n_test", post_nms_top_n_test, "proposals kept per image after NMS, inference");
+    v("nms_thresh", nms_thresh, "IoU threshold of the proposal NMS");
+    v("score_thresh", score_thresh, "proposals with objectness probability below this are dropped");
+    v("min_size", min_size, "proposals narrower or lower than this (pixels) are dropped");
+  }
+};
+
+struct RoiHeadsConfig {
+  int64_t pooler_resolution = 14;
+  int64_t sampling_ratio = 2;
+  double fg_iou_thresh = 0.5;
+  double bg_iou_thresh_hi = 0.5;
+  double bg_iou_thresh_lo = 0.1;
+  int64_t batch_size_per_image = 128;
+  double positive_fraction = 0.5;
+  std::vector<double> bbox_reg_weights{10.0, 10.0, 5.0, 5.0};
+  bool bbox_reg_bn = true;
+
+  template <class V>
+  void visit(V& v) {
+    v("pooler_resolution", pooler_resolution, "RoIAlign output size on C4 (before the conv5 head)");
+    v("sampling_ratio", sampling_ratio, "RoIAlign samples per bin (<= 0: adaptive)");
+    v("fg_iou_thresh", fg_iou_thresh, "proposals with IoU >= this to a ground truth are persons");
+    v("bg_iou_thresh_hi", bg_iou_thresh_hi, "background proposals have IoU < this to every ground truth ...");
+    v("bg_iou_thresh_lo", bg_iou_thresh_lo, "... and IoU >= this to their best ground truth");
+    v("batch_size_per_image", batch_size_per_image, "proposals sampled per image for the head losses");
+    v("positive_fraction", positive_fraction, "largest share of persons among the sampled proposals");
+    v("bbox_reg_weights", bbox_reg_weights, "(wx, wy, ww, wh) of the head's box coder");
+    v("bbox_reg_bn", bbox_reg_bn, "BatchNorm1d after the box regression FC");
+  }
+};
+
+struct EmbeddingConfig {
+  int64_t dim = 256;
+  bool fuse_res4 = true;
+  int64_t pixel_size = 7;
+
+  template <class V>
+  void visit(V& v) {
+    v("dim", dim, "embedding dimension d");
+    v("fuse_res4", fuse_res4, "concatenate projections of pooled C4 and C5 features (dim/2 each) instead of C5 only");
+    v("pixel_size", pixel_size, "NAE+: spatial size k of the per-pixel embedding map (k x k)");
+  }
+};
+
+struct OimConfig {
+  int64_t num_pids = 0;
+  int64_t queue_size = 5000;
+  double momentum = 0.5;
+  double scalar = 30.0;
+
+  template <class V>
+  void visit(V& v) {
+    v("num_pids", num_pids, "labeled identities (lookup-table rows); 0 = take it from the training split");
+    v("queue_size", queue_size, "entries of the circular queue of unlabeled persons");
+    v("momentum", momentum, "lookup-table update: lut = momentum * lut + (1 - momentum) * x");
+    v("scalar", scalar, "inverse softmax temperature applied to the cosine similarities");
+  }
+};
+
+struct ModelConfig {
+  std::string type = "nae";
+  std::vector<double> pixel_mean{0.485, 0.456, 0.406};
+  std::vector<double> pixel_std{0.229, 0.224, 0.225};
+  BackboneConfig backbone;
+  RpnConfig rpn;
+  RoiHeadsConfig roi_heads;
+  EmbeddingConfig embedding;
+  OimConfig oim;
+
+  template <class V>
+  void visit(V& v) {
+    v.choice("type", type, {"oim", "nae", "nae_plus"}, "which head: OIM-base, NAE or NAE+");
+    v("pixel_mean", pixel_mean, "RGB mean subtracted from images in [0, 1]");
+    v("pixel_std", pixel_std, "RGB standard deviation images are divided by");
+    v("backbone", backbone, "ResNet stem");
+    v("rpn", rpn, "region proposal network on C4");
+    v("roi_heads", roi_heads, "RoIAlign, conv5 head and box regression");
+    v("embedding", embedding, "person embedding head");
+    v("oim", oim, "online instance matching loss");
+  }
+};
+
+struct LossWeightsConfig {
+  double rpn_objectness = 1.0;
+  double rpn_box = 1.0;
+  double box = 1.0;
+  double detection = 1.0;
+  double reid = 1.0;
+
+  template <class V>
+  void visit(V& v) {
+    v("rpn_objectness", rpn_objectness, "weight of the RPN objectness loss");
+    v("rpn_box", rpn_box, "weight of the RPN box regression loss");
+    v("box", box, "weight of the head box regression loss");
+    v("detection", detection, "weight of the person/background loss (OIM classifier or NAE norm)");
+    v("reid", reid, "weight of the OIM loss");
+  }
+};
+
+struct TrainConfig {
+  int64_t batch_size = 5;
+  int64_t min_size = 900;
+  int64_t max_size = 1500;
+  bool flip = true;
+  double lr = 0.003;
+  double momentum = 0.9;
+  double weight_decay = 5e-4;
+  double weight_decay_bias = 0.0;
+  double bias_lr_factor = 1.0;
+  std::string unit = "epoch";
+  int64_t length = 22;
+  int64_t warmup = 1;
+  double warmup_factor = 1e-3;
+  std::vector<int64_t> milestones{16};
+  double gamma = 0.1;
+  double clip_grad_norm = 10.0;
+  LossWeightsConfig loss_weights;
+  std::string init_from;
+  int64_t seed = 1;
+  int64_t checkpoint_every = 1;
+  int64_t log_every = 10;
+
+  template <class V>
+  void visit(V& v) {
+    v("batch_size", batch_size, "images per iteration");
+    v("min_size", min_size, "shorter image side after resizing (pixels)");
+    v("max_size", max_size, "upper bound on the longer side after resizing (pixels)");
+    v("flip", flip, "random horizontal flip");
+    v("lr", lr, "base learning rate of SGD");
+    v("momentum", momentum, "SGD momentum");
+    v("weight_decay", weight_decay, "L2 weight decay of weights");
+    v("weight_decay_bias", weight_decay_bias, "L2 weight decay of biases");
+    v("bias_lr_factor", bias_lr_factor, "learning rate of biases = lr * bias_lr_factor");
+    v.choice("unit", unit, {"epoch", "iteration"}, "unit of length, warmup, milestones and checkpoint_every");
+    v("length", length, "training length");
+    v("warmup", warmup, "linear warm-up length (0: none); lr rises per iteration from lr * warmup_factor to lr");
+    v("warmup_factor", warmup_factor, "learning-rate factor at the first iteration of warm-up");
+    v("milestones", milestones, "the learning rate is multiplied by gamma at each of these points");
+    v("gamma", gamma, "learning-rate decay factor at each milestone");
+    v("clip_grad_norm", clip_grad_norm, "clip the global gradient L2 norm to this (<= 0: no clipping)");
+    v("loss_weights", loss_weights, "weights of the loss terms in the total loss");
+    v("init_from", init_from, "checkpoint to initialise the whole model from (NAE+ starts from a trained NAE); empty: none");
+    v("seed", seed, "random seed (data order, flips, sampling, initialisation)");
+    v("checkpoint_every", checkpoint_every, "write a checkpoint every this many units");
+    v("log_every", log_every, "print losses, learning rate, speed and ETA every this many iterations");
+  }
+};
+
+struct InferenceConfig {
+  int64_t min_size = 900;
+  int64_t max_size = 1500;
+  int64_t batch_size = 1;
+  double score_thresh = 0.5;
+  double nms_thresh = 0.4;
+  int64_t detections_per_img = 300;
+  double det_thresh = 0.5;
+  bool cws = true;
+
+  template <class V>
+  void visit(V& v) {
+    v("min_size", min_size, "shorter image side after resizing (pixels)");
+    v("max_size", max_size, "upper bound on the longer side after resizing (pixels)");
+    v("batch_size", batch_size, "images per forward pass");
+    v("score_thresh", score_thresh, "detections with a lower person score are dropped before NMS");
+    v("nms_thresh", nms_thresh, "IoU threshold of the NMS on final detections");
+    v("detections_per_img", detections_per_img, "detections kept per image after NMS");
+    v("det_thresh", det_thresh, "search: gallery detections with a lower score are not ranked");
+    v("cws", cws, "OIM-base: class-weighted similarity (embedding scaled by the person score)");
+  }
+};
+
+struct DatasetConfig {
+  std::string name = "prw";
+  std::string root = "data/PRW";
+  int64_t gallery_size = -1;
+  bool ignore_cam_id = false;
+
+  template <class V>
+  void visit(V& v) {
+    v.choice("name", name, {"prw", "cuhk-sysu"}, "dataset format");
+    v("root", root, "dataset directory");
+    v("gallery_size", gallery_size, "CUHK-SYSU gallery size per query (50..4000, -1: whole test set); PRW: -1");
+    v("ignore_cam_id", ignore_cam_id, "PRW: also search same-camera gallery frames");
+  }
+};
+
+/// A whole experiment.
+struct Config {
+  ModelConfig model;
+  TrainConfig train;
+  InferenceConfig inference;
+  DatasetConfig dataset;
+
+  template <class V>
+  void visit(V& v) {
+    v("model", model, "architecture");
+    v("train", train, "optimisation schedule and training data");
+    v("inference", inference, "detection and search at test time");
+    v("dataset", dataset, "data");
+  }
+};
+
+/// Reads a YAML config file: resolves `_base_` (a path or list of paths relative to the
+/// file, merged first, later files winning; maps merge key by key, everything else is
+/// replaced), applies `overrides` ("train.lr=0.003", the value in YAML syntax, e.g.
+/// "train.milestones=[8, 10]") in order, then checks every key and type and validates
+/// ranges. Keys not given keep the defaults of the structs above.
+/// Throws ConfigError (one line, naming the file or override) on any problem.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+/// As load_config, from YAML text (e.g. the copy a checkpoint carries). `source` names it
+/// in error messages; `_base_` paths are relative to the current directory.
+Config parse_config(const std::string& yaml_text, const std::string& source,
+                    const std::vector<std::string>& overrides = {});
+
+/// The complete configuration as YAML (every key, in the order of the visit lists), such
+/// that parse_config(to_yaml(c)) == c.
+std::string to_yaml(const Config& config);
+
+/// Range and consistency checks (thresholds in [0, 1], increasing milestones, one anchor
+/// list per feature map, ...). Throws ConfigError naming the key; load_config calls it.
+void validate(const Config& config, const std::string& source = "config");
+
+/// One documented key: its dotted path ("train.lr"), its default as YAML text and its
+/// description; sections are listed too (default empty).
+struct KeyInfo {
+  std::string path;
+  std::string default_value;
+  std::string doc;
+  bool is_section = false;
+};
+/// Every key of Config, depth first in file order.
+std::vector<KeyInfo> describe_keys();
+
+bool operator==(const Config& a, const Config& b);
+inline bool operator!=(const Config& a, const Config& b) { return !(a == b); }
+
+}  // namespace psearch::config

@@ -1,0 +1,178 @@
+#include "psearch/config/validate.h"
+
+#include <charconv>
+#include <vector>
+
+namespace psearch::config {
+namespace detail {
+namespace {
+
+std::string text(double v) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
+std::string text(int64_t v) { return std::to_string(v); }
+template <class T>
+std::string text(const std::vector<T>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + text(v[i]);
+  return s + "]";
+}
+
+/// Range checks that name the key and the file it came from.
+class Checker {
+ public:
+  explicit Checker(const std::function<std::string(const std::string&)>& origin) : origin_(origin) {}
+
+  void require(bool ok, const std::string& path, const std::string& what, const std::string& got) const {
+    if (!ok) throw ConfigError(origin_(path) + ": key '" + path + "' must be " + what + ", got " + got);
+  }
+  template <class T>
+  void at_least(const std::string& path, T v, T min) const {
+    require(v >= min, path, ">= " + text(min), text(v));
+  }
+  void positive(const std::string& path, double v) const { require(v > 0, path, "> 0", text(v)); }
+  void fraction(const std::string& path, double v) const {
+    require(v >= 0 && v <= 1, path, "in [0, 1]", text(v));
+  }
+  template <class T>
+  void size_is(const std::string& path, const std::vector<T>& v, size_t n) const {
+    require(v.size() == n, path, "a list of " + std::to_string(n) + " values", text(v));
+  }
+
+ private:
+  const std::function<std::string(const std::string&)>& origin_;
+};
+
+void check_anchors(const Checker& c, const RpnConfig& rpn) {
+  const std::string sizes = "model.rpn.anchor_sizes";
+  const std::string ratios = "model.rpn.aspect_ratios";
+  c.require(!rpn.anchor_sizes.empty(), sizes, "one non-empty list per feature map", "[]");
+  c.require(rpn.aspect_ratios.size() == rpn.anchor_sizes.size(), ratios,
+            "one list per feature map, as many as anchor_sizes (" + std::to_string(rpn.anchor_sizes.size()) + ")",
+            std::to_string(rpn.aspect_ratios.size()) + " lists");
+  for (size_t i = 0; i < rpn.anchor_sizes.size(); ++i) {
+    const auto& s = rpn.anchor_sizes[i];
+    const auto& r = rpn.aspect_ratios[i];
+    c.require(!s.empty() && !r.empty(), sizes, "non-empty lists", text(s) + " / " + text(r));
+    for (double v : s) c.positive(sizes, v);
+    for (double v : r) c.positive(ratios, v);
+    // One head serves every map, so every map needs the same number of anchors per cell.
+    c.require(s.size() * r.size() == rpn.anchor_sizes[0].size() * rpn.aspect_ratios[0].size(), sizes,
+              "lists giving the same number of anchors per cell on every feature map",
+              std::to_string(s.size() * r.size()) + " on map " + std::to_string(i));
+  }
+}
+
+void check_model(const Checker& c, const ModelConfig& m) {
+  c.size_is("model.pixel_mean", m.pixel_mean, 3);
+  c.size_is("model.pixel_std", m.pixel_std, 3);
+  for (double v : m.pixel_std) c.positive("model.pixel_std", v);
+  c.require(m.backbone.freeze_at >= 0 && m.backbone.freeze_at <= 5, "model.backbone.freeze_at", "in [0, 5]",
+            text(m.backbone.freeze_at));
+
+  const RpnConfig& rpn = m.rpn;
+  check_anchors(c, rpn);
+  c.at_least<int64_t>("model.rpn.conv_depth", rpn.conv_depth, 1);
+  c.fraction("model.rpn.fg_iou_thresh", rpn.fg_iou_thresh);
+  c.require(rpn.bg_iou_thresh >= 0 && rpn.bg_iou_thresh <= rpn.fg_iou_thresh, "model.rpn.bg_iou_thresh",
+            "in [0, fg_iou_thresh]", text(rpn.bg_iou_thresh));
+  c.at_least<int64_t>("model.rpn.batch_size_per_image", rpn.batch_size_per_image, 1);
+  c.fraction("model.rpn.positive_fraction", rpn.positive_fraction);
+  c.at_least<int64_t>("model.rpn.pre_nms_top_n_train", rpn.pre_nms_top_n_train, 1);
+  c.at_least<int64_t>("model.rpn.post_nms_top_n_train", rpn.post_nms_top_n_train, 1);
+  c.at_least<int64_t>("model.rpn.pre_nms_top_n_test", rpn.pre_nms_top_n_test, 1);
+  c.at_least<int64_t>("model.rpn.post_nms_top_n_test", rpn.post_nms_top_n_test, 1);
+  c.fraction("model.rpn.nms_thresh", rpn.nms_thresh);
+  c.fraction("model.rpn.score_thresh", rpn.score_thresh);
+  c.at_least("model.rpn.min_size", rpn.min_size, 0.0);
+
+  const RoiHeadsConfig& roi = m.roi_heads;
+  c.at_least<int64_t>("model.roi_heads.pooler_resolution", roi.pooler_resolution, 1);
+  c.fraction("model.roi_heads.fg_iou_thresh", roi.fg_iou_thresh);
+  c.require(roi.bg_iou_thresh_hi >= 0 && roi.bg_iou_thresh_hi <= roi.fg_iou_thresh, "model.roi_heads.bg_iou_thresh_hi",
+            "in [0, fg_iou_thresh]", text(roi.bg_iou_thresh_hi));
+  c.require(roi.bg_iou_thresh_lo >= 0 && roi.bg_iou_thresh_lo <= roi.bg_iou_thresh_hi,
+            "model.roi_heads.bg_iou_thresh_lo", "in [0, bg_iou_thresh_hi]", text(roi.bg_iou_thresh_lo));
+  c.at_least<int64_t>("model.roi_heads.batch_size_per_image", roi.batch_size_per_image, 1);
+  c.fraction("model.roi_heads.positive_fraction", roi.positive_fraction);
+  c.size_is("model.roi_heads.bbox_reg_weights", roi.bbox_reg_weights, 4);
+  for (double v : roi.bbox_reg_weights) c.positive("model.roi_heads.bbox_reg_weights", v);
+
+  c.at_least<int64_t>("model.embedding.dim", m.embedding.dim, 1);
+  c.at_least<int64_t>("model.embedding.pixel_size", m.embedding.pixel_size, 1);
+  c.at_least<int64_t>("model.oim.num_pids", m.oim.num_pids, 0);
+  c.at_least<int64_t>("model.oim.queue_size", m.oim.queue_size, 0);
+  c.fraction("model.oim.momentum", m.oim.momentum);
+  c.positive("model.oim.scalar", m.oim.scalar);
+}
+
+void check_sizes(const Checker& c, const std::string& section, int64_t min_size, int64_t max_size) {
+  c.at_least<int64_t>(section + ".min_size", min_size, 1);
+  c.require(max_size >= min_size, section + ".max_size", ">= min_size (" + text(min_size) + ")", text(max_size));
+}
+
+void check_train(const Checker& c, const TrainConfig& t) {
+  c.at_least<int64_t>("train.batch_size", t.batch_size, 1);
+  check_sizes(c, "train", t.min_size, t.max_size);
+  c.positive("train.lr", t.lr);
+  c.require(t.momentum >= 0 && t.momentum < 1, "train.momentum", "in [0, 1)", text(t.momentum));
+  c.at_least("train.weight_decay", t.weight_decay, 0.0);
+  c.at_least("train.weight_decay_bias", t.weight_decay_bias, 0.0);
+  c.at_least("train.bias_lr_factor", t.bias_lr_factor, 0.0);
+  c.at_least<int64_t>("train.length", t.length, 1);
+  c.require(t.warmup >= 0 && t.warmup <= t.length, "train.warmup", "in [0, length]", text(t.warmup));
+  c.require(t.warmup_factor > 0 && t.warmup_factor <= 1, "train.warmup_factor", "in (0, 1]", text(t.warmup_factor));
+  for (size_t i = 0; i < t.milestones.size(); ++i) {
+    const bool increasing = i == 0 ? t.milestones[i] >= 1 : t.milestones[i] > t.milestones[i - 1];
+    c.require(increasing && t.milestones[i] <= t.length, "train.milestones",
+              "increasing, each in [1, length (" + text(t.length) + ")]", text(t.milestones));
+  }
+  c.positive("train.gamma", t.gamma);
+  const auto& w = t.loss_weights;
+  for (const auto& [name, v] : {std::pair{"rpn_objectness", w.rpn_objectness}, std::pair{"rpn_box", w.rpn_box},
+                                std::pair{"box", w.box}, std::pair{"detection", w.detection},
+                                std::pair{"reid", w.reid}}) {
+    c.at_least(std::string("train.loss_weights.") + name, v, 0.0);
+  }
+  c.at_least<int64_t>("train.checkpoint_every", t.checkpoint_every, 1);
+  c.at_least<int64_t>("train.log_every", t.log_every, 1);
+}
+
+void check_inference(const Checker& c, const InferenceConfig& i) {
+  check_sizes(c, "inference", i.min_size, i.max_size);
+  c.at_least<int64_t>("inference.batch_size", i.batch_size, 1);
+  c.fraction("inference.score_thresh", i.score_thresh);
+  c.fraction("inference.nms_thresh", i.nms_thresh);
+  c.at_least<int64_t>("inference.detections_per_img", i.detections_per_img, 1);
+  c.fraction("inference.det_thresh", i.det_thresh);
+}
+
+void check_dataset(const Checker& c, const DatasetConfig& d) {
+  c.require(!d.root.empty(), "dataset.root", "a directory", "''");
+  if (d.name == "prw") {
+    c.require(d.gallery_size == -1, "dataset.gallery_size", "-1 for PRW (the whole test set)", text(d.gallery_size));
+  } else {
+    c.require(d.gallery_size == -1 || d.gallery_size >= 1, "dataset.gallery_size", "-1 or a positive size",
+              text(d.gallery_size));
+  }
+}
+
+}  // namespace
+
+void validate_with_origins(const Config& config, const std::function<std::string(const std::string&)>& origin) {
+  const Checker c(origin);
+  check_model(c, config.model);
+  check_train(c, config.train);
+  check_inference(c, config.inference);
+  check_dataset(c, config.dataset);
+}
+
+}  // namespace detail
+
+void validate(const Config& config, const std::string& source) {
+  detail::validate_with_origins(config, [&](const std::string&) { return source; });
+}
+
+}  // namespace psearch::config
