@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "psearch/checkpoint/pickle_machine.h"
+#include "psearch/checkpoint/torch_object.h"
 
 namespace psearch::checkpoint {
 namespace {
@@ -169,6 +170,18 @@ TensorMap load_tensors(const std::string& path) {
     throw std::runtime_error(path + ": corrupt checkpoint: " + first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": corrupt checkpoint: " + first_line(e.what()));
+  }
+}
+
+pickle::ValuePtr load_object(const std::string& path) {
+  check_container(path);
+  try {
+    caffe2::serialize::PyTorchStreamReader zip(path);
+    return TorchUnpickler(zip).load();
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(path + ": corrupt torch.save file: " + first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + ": corrupt torch.save file: " + first_line(e.what()));
   }
 }
 
