@@ -32,6 +32,15 @@ struct ImageRecord {
   std::vector<PersonBox> persons;
 };
 
+/// What a loader read: images and boxes kept, boxes dropped (zero or negative width/height),
+/// and identity annotations (CUHK-SYSU Train/TestG boxes) that matched no box of the image.
+struct LoadSummary {
+  int64_t images = 0;
+  int64_t boxes = 0;
+  int64_t skipped_degenerate_boxes = 0;
+  int64_t unmatched_identity_boxes = 0;
+};
+
 /// One query of the search protocol and the gallery it is searched in.
 struct SearchQuery {
   int32_t image = -1;  ///< index into SearchSplit::images
@@ -48,19 +57,14 @@ struct SearchQuery {
 struct SearchSplit {
   std::vector<ImageRecord> images;
   std::vector<SearchQuery> queries;
+  LoadSummary summary;  ///< filled by the dataset loaders
 };
 
 /// The training split.
 struct TrainSplit {
   std::vector<ImageRecord> images;
   int64_t num_labeled_ids = 0;  ///< size of the OIM lookup table (482 on PRW, 5532 on CUHK-SYSU)
-};
-
-/// Boxes dropped while loading (zero or negative width/height), reported as a summary.
-struct LoadSummary {
-  int64_t images = 0;
-  int64_t boxes = 0;
-  int64_t skipped_degenerate_boxes = 0;
+  LoadSummary summary;          ///< filled by the dataset loaders
 };
 
 }  // namespace psearch::data
