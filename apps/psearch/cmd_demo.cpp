@@ -35,6 +35,7 @@
 #include "psearch/boxes/sampler.h"
 #include "psearch/modeling/backbone/resnet.h"
 #include "psearch/ops/ops.h"
+#include "psearch/util/atomic_file.h"
 
 namespace psearch::cli {
 namespace {
@@ -84,17 +85,6 @@ at::Tensor boxes_of(const std::vector<Person>& persons) {
   std::vector<float> v;
   for (const auto& p : persons) v.insert(v.end(), {p.x, p.y, p.x + p.w, p.y + p.h});
   return at::tensor(v).view({-1, 4});
-}
-
-void write_json_atomically(const std::filesystem::path& path, const nlohmann::json& j) {
-  std::filesystem::create_directories(path.parent_path());
-  const auto tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << j.dump(2) << "\n";
-    if (!out) throw std::runtime_error(tmp + ": cannot write");
-  }
-  std::filesystem::rename(tmp, path);
 }
 
 void run_demo(const DemoArgs& args) {
@@ -187,7 +177,7 @@ void run_demo(const DemoArgs& args) {
     results["timings_ms"][name] = ms;
   }
   const auto path = std::filesystem::path(args.output) / "demo.json";
-  write_json_atomically(path, results);
+  util::write_text_atomically(path.string(), results.dump(2) + "\n");
   std::cout << "wrote " << path.string() << (args.weights.empty() ? " (random backbone weights: pass --weights "
                                                                     "for a torchvision ResNet-50)" : "")
             << "\n";

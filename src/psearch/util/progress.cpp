@@ -44,7 +44,7 @@ void ProgressBar::draw(bool final) {
     if (!final && now - last_draw_ < std::chrono::milliseconds(100)) return;
   } else {
     const int decile = static_cast<int>(fraction * 10);
-    if (!final && decile == last_decile_) return;
+    if (!final && (decile == last_decile_ || done_ == total_)) return;  // finish() prints the last line
     last_decile_ = decile;
   }
   last_draw_ = now;

@@ -1,0 +1,100 @@
+// `psearch eval`: runs a model over a dataset's test split and scores it with the standard
+// protocol (the same report as `psearch eval-results`).
+//
+// Models today: resnet50-roi, the re-identification-only baseline (ground-truth boxes +
+// ResNet-50 features; ImageNet weights via --weights). The trained detectors (OIM, NAE,
+// NAE+, PCNet) plug in through the same SearchModel interface.
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+
+#include <iostream>
+#include <memory>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "eval_report.h"
+#include "psearch/engine/run_model.h"
+#include "psearch/evaluation/results_file.h"
+#include "psearch/modeling/baseline/resnet_roi_embedder.h"
+
+namespace psearch::cli {
+namespace {
+
+struct ModelArgs {
+  std::string model = "resnet50-roi";
+  std::string weights;
+  bool gt_boxes = false;
+  int64_t min_size = 900, max_size = 1500;
+  std::string device = "cpu";
+  int64_t seed = 0;
+  int threads = 0;
+};
+
+std::unique_ptr<modeling::SearchModel> make_model(const ModelArgs& args) {
+  at::manual_seed(static_cast<uint64_t>(args.seed));  // random initialisation when no weights
+  return std::make_unique<modeling::ResNetRoIEmbedder>(modeling::ResNetRoIEmbedderOptions()
+                                                           .weights(args.weights)
+                                                           .min_size(args.min_size)
+                                                           .max_size(args.max_size)
+                                                           .device(parse_device(args.device)));
+}
+
+/// The model's output in the results-file form, so both eval commands share one scorer.
+evaluation::ResultsFile as_results(const data::SearchSplit& split, evaluation::SearchInputs inputs,
+                                   const std::string& name) {
+  evaluation::ResultsFile file;
+  file.path = name;
+  file.dim = inputs.query_features.defined() ? inputs.query_features.size(1) : 0;
+  for (const auto& image : split.images) file.gallery_images.push_back(image.name);
+  file.gallery = std::move(inputs.gallery);
+  for (const auto& q : split.queries) {
+    file.query_images.push_back(split.images[q.image].name);
+    file.query_boxes.push_back(q.box);
+  }
+  file.query_features = inputs.query_features;
+  return file;
+}
+
+void run_eval(const EvalSettings& settings, const ModelArgs& args) {
+  if (args.threads > 0) at::set_num_threads(args.threads);
+  auto model = make_model(args);
+  if (!model->has_detector() && !args.gt_boxes)
+    throw std::runtime_error(model->name() + " has no detector: add --gt-boxes to embed the annotated boxes");
+  const data::SearchSplit split = load_test_split(settings);
+  std::cout << "running " << model->name() << (args.weights.empty() ? " (random weights)" : " (" + args.weights + ")")
+            << " on " << split.images.size() << " images, " << split.queries.size() << " queries"
+            << (args.gt_boxes ? ", ground-truth boxes" : "") << "\n";
+  engine::RunOptions run;
+  run.ground_truth_boxes = args.gt_boxes;
+  const std::string source = "model " + model->name() + (args.gt_boxes ? " on ground-truth boxes" : "");
+  evaluate_and_report(settings, as_results(split, engine::run_search_model(*model, split, run), source), source);
+}
+
+void add_eval_command(CLI::App& app) {
+  auto settings = std::make_shared<EvalSettings>();
+  auto args = std::make_shared<ModelArgs>();
+  auto* cmd = app.add_subcommand("eval", "Run a model on a dataset's test split and score it (CUHK-SYSU / PRW protocol)");
+  cmd->add_option("--model", args->model, "Model")->check(CLI::IsMember({"resnet50-roi"}))->capture_default_str();
+  cmd->add_option("--weights", args->weights, "Backbone weights (torchvision ResNet-50 checkpoint)")
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--gt-boxes", args->gt_boxes, "Embed the annotated boxes instead of detecting (re-id only)");
+  cmd->add_option("--min-size", args->min_size, "Shorter image side after resizing")->capture_default_str()
+      ->check(CLI::Range(32, 4096));
+  cmd->add_option("--max-size", args->max_size, "Longer image side at most")->capture_default_str()
+      ->check(CLI::Range(32, 8192));
+  cmd->add_option("--device", args->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--seed", args->seed, "Seed of the random initialisation when no weights are given")
+      ->capture_default_str();
+  cmd->add_option("--threads", args->threads, "CPU threads (0: LibTorch default)");
+  auto check = add_protocol_options(cmd, settings);
+  cmd->callback([settings, args, check] {
+    check();
+    run_eval(*settings, *args);
+  });
+}
+
+}  // namespace
+
+PSEARCH_REGISTER_COMMAND(35, add_eval_command);
+
+}  // namespace psearch::cli
