@@ -11,7 +11,7 @@ import pathlib
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-TOPICS = ["fixtures_checkpoint", "fixtures_backbone", "fixtures_boxes", "fixtures_datasets", "fixtures_losses", "fixtures_rpn"]
+TOPICS = ["fixtures_checkpoint", "fixtures_backbone", "fixtures_boxes", "fixtures_datasets", "fixtures_losses", "fixtures_rpn", "fixtures_transform"]
 
 
 def main(out_dir: str) -> None:
