@@ -1,0 +1,188 @@
+#include "psearch/modeling/two_stage/roi_box_head.h"
+
+#include <ATen/TensorIndexing.h>
+#include <ATen/core/Reduction.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/cross_entropy_loss.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/smooth_l1_loss.h>
+#include <ATen/ops/softmax.h>
+#include <ATen/ops/zeros.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+
+#include "psearch/boxes/box_ops.h"
+#include "psearch/ops/ops.h"
+
+namespace psearch::modeling {
+namespace {
+
+namespace nn = torch::nn;
+
+/// Smooth L1 transition point of the box loss (torchvision, after Detectron).
+constexpr double kSmoothL1Beta = 1.0 / 9.0;
+/// postprocess_detections drops boxes narrower or lower than this (torchvision's constant).
+constexpr double kMinDetectionSize = 1e-2;
+
+std::array<double, 4> coder_weights(const RoIBoxHeadOptions& o) {
+  TORCH_CHECK(o.bbox_reg_weights().size() == 4, "RoIBoxHead: bbox_reg_weights needs 4 values, got ",
+              o.bbox_reg_weights().size());
+  return {o.bbox_reg_weights()[0], o.bbox_reg_weights()[1], o.bbox_reg_weights()[2], o.bbox_reg_weights()[3]};
+}
+
+}  // namespace
+
+RoISamples select_training_samples(const std::vector<at::Tensor>& proposals, const std::vector<at::Tensor>& gt_boxes,
+                                   const std::vector<at::Tensor>& gt_labels, const RoIBoxHeadOptions& options) {
+  TORCH_CHECK(proposals.size() == gt_boxes.size() && proposals.size() == gt_labels.size(),
+              "select_training_samples: ", proposals.size(), " proposal lists, ", gt_boxes.size(), " gt box lists, ",
+              gt_labels.size(), " gt label lists");
+  const boxes::Matcher matcher(options.fg_iou_thresh(), options.bg_iou_thresh(), /*allow_low_quality_matches=*/false);
+  const boxes::BalancedPositiveNegativeSampler sampler(options.batch_size_per_image(), options.positive_fraction());
+  const boxes::BoxCoder coder(coder_weights(options));
+
+  // Label all proposals of every image first, then sample: the sampler draws image after
+  // image from one random stream, as torchvision's subsample does.
+  std::vector<at::Tensor> all_props, all_matched, all_labels;
+  for (size_t i = 0; i < proposals.size(); ++i) {
+    boxes::check_boxes_2d(proposals[i], "select_training_samples", "proposals");
+    boxes::check_boxes_2d(gt_boxes[i], "select_training_samples", "gt_boxes");
+    const at::Tensor gt = gt_boxes[i].to(proposals[i].scalar_type());
+    // gt boxes join the proposals so that every person has at least one perfect sample.
+    const at::Tensor props = at::cat({proposals[i], gt});
+    const int64_t n = props.size(0);
+    at::Tensor matched, labels;
+    if (gt.size(0) == 0) {
+      // The matcher cannot handle an empty image: everything is background.
+      matched = at::zeros({n}, props.options().dtype(at::kLong));
+      labels = at::zeros({n}, props.options().dtype(at::kLong));
+    } else {
+      TORCH_CHECK(gt_labels[i].numel() == gt.size(0), "select_training_samples: image ", i, " has ", gt.size(0),
+                  " gt boxes but ", gt_labels[i].numel(), " labels");
+      const at::Tensor raw = matcher(boxes::box_iou(gt, props));
+      matched = raw.clamp_min(0);
+      labels = gt_labels[i].to(props.device()).index_select(0, matched).to(at::kLong);
+      labels.masked_fill_(raw == boxes::Matcher::kBelowLowThreshold, 0);
+      labels.masked_fill_(raw == boxes::Matcher::kBetweenThresholds, -1);
+    }
+    all_props.push_back(props);
+    all_matched.push_back(matched);
+    all_labels.push_back(labels);
+  }
+
+  auto [pos, neg] = sampler(all_labels);
+  RoISamples out;
+  std::vector<at::Tensor> matched_gt;
+  for (size_t i = 0; i < proposals.size(); ++i) {
+    const at::Tensor keep = (pos[i].to(at::kBool) | neg[i].to(at::kBool)).nonzero().view(-1);
+    out.proposals.push_back(all_props[i].index_select(0, keep));
+    out.labels.push_back(all_labels[i].index_select(0, keep));
+    out.matched_idxs.push_back(all_matched[i].index_select(0, keep));
+    at::Tensor gt = gt_boxes[i].to(all_props[i].scalar_type());
+    // A zero box stands in for the missing ground truth (targets of negatives are unused).
+    if (gt.size(0) == 0) gt = at::zeros({1, 4}, all_props[i].options());
+    matched_gt.push_back(gt.index_select(0, out.matched_idxs.back()));
+  }
+  out.regression_targets = coder.encode(matched_gt, out.proposals);
+  return out;
+}
+
+std::map<std::string, at::Tensor> fastrcnn_loss(const at::Tensor& class_logits, const at::Tensor& box_regression,
+                                                const at::Tensor& labels, const at::Tensor& regression_targets) {
+  TORCH_CHECK(class_logits.dim() == 2 && labels.dim() == 1 && class_logits.size(0) == labels.size(0),
+              "fastrcnn_loss: class_logits must be [S, C] and labels [S]");
+  const int64_t n = class_logits.size(0);
+  TORCH_CHECK(box_regression.dim() == 2 && box_regression.size(0) == n && box_regression.size(1) % 4 == 0,
+              "fastrcnn_loss: box_regression must be [S, 4C]");
+  TORCH_CHECK(regression_targets.dim() == 2 && regression_targets.size(0) == n && regression_targets.size(1) == 4,
+              "fastrcnn_loss: regression_targets must be [S, 4]");
+  const at::Tensor cls = at::cross_entropy_loss(class_logits, labels);
+  const at::Tensor pos = (labels > 0).nonzero().view(-1);
+  const at::Tensor labels_pos = labels.index_select(0, pos);
+  // Each positive is regressed with the deltas of its own class only.
+  const at::Tensor deltas = box_regression.reshape({n, -1, 4}).index({pos, labels_pos});
+  // A sum over no positives is exactly 0 and keeps the graph, so backward still runs.
+  const at::Tensor box = at::smooth_l1_loss(deltas, regression_targets.index_select(0, pos),
+                                            at::Reduction::Sum, kSmoothL1Beta) /
+                         static_cast<double>(labels.numel());
+  return {{"loss_classifier", cls}, {"loss_box_reg", box}};
+}
+
+std::vector<RoIDetections> postprocess_detections(const at::Tensor& class_logits, const at::Tensor& box_regression,
+                                                  const std::vector<at::Tensor>& proposals,
+                                                  const std::vector<std::array<int64_t, 2>>& image_sizes,
+                                                  const RoIBoxHeadOptions& options) {
+  TORCH_CHECK(proposals.size() == image_sizes.size(), "postprocess_detections: ", proposals.size(),
+              " proposal lists but ", image_sizes.size(), " image sizes");
+  TORCH_CHECK(class_logits.dim() == 2, "postprocess_detections: class_logits must be [N, C]");
+  const int64_t c = class_logits.size(1);
+  const boxes::BoxCoder coder(coder_weights(options));
+  const at::Tensor pred_boxes = coder.decode(box_regression, proposals).reshape({-1, c, 4});
+  const at::Tensor pred_scores = at::softmax(class_logits, -1);
+
+  std::vector<RoIDetections> out;
+  int64_t start = 0;
+  for (size_t i = 0; i < proposals.size(); ++i) {
+    const int64_t n = proposals[i].size(0);
+    at::Tensor b = boxes::clip_boxes_to_image(pred_boxes.narrow(0, start, n), image_sizes[i]);
+    at::Tensor s = pred_scores.narrow(0, start, n);
+    start += n;
+    // Flattened [n, C-1] (proposal-major) after dropping background, as torchvision.
+    const auto lopts = class_logits.options().dtype(at::kLong);
+    at::Tensor labels = at::arange(c, lopts).view({1, -1}).expand({n, c});
+    at::Tensor prop = at::arange(n, lopts).view({-1, 1}).expand({n, c});
+    using at::indexing::Slice;
+    b = b.index({Slice(), Slice(1)}).reshape({-1, 4});
+    s = s.index({Slice(), Slice(1)}).reshape({-1});
+    labels = labels.index({Slice(), Slice(1)}).reshape({-1});
+    prop = prop.index({Slice(), Slice(1)}).reshape({-1});
+    auto take = [&](const at::Tensor& idx) {
+      b = b.index_select(0, idx);
+      s = s.index_select(0, idx);
+      labels = labels.index_select(0, idx);
+      prop = prop.index_select(0, idx);
+    };
+    take((s > options.score_thresh()).nonzero().view(-1));
+    take(boxes::remove_small_boxes(b, kMinDetectionSize));
+    at::Tensor keep = ops::batched_nms(b, s, labels, options.nms_thresh());
+    keep = keep.narrow(0, 0, std::min<int64_t>(keep.size(0), options.detections_per_img()));
+    take(keep);
+    out.push_back({b, s, labels, prop});
+  }
+  return out;
+}
+
+RoIBoxHeadImpl::RoIBoxHeadImpl(nn::Sequential head, int64_t out_channels, const RoIBoxHeadOptions& options)
+    : options_(options) {
+  TORCH_CHECK(options.num_classes() >= 2, "RoIBoxHead: num_classes counts background, needs >= 2");
+  head_ = register_module("head", std::move(head));
+  cls_score_ = register_module("cls_score", nn::Linear(out_channels, options.num_classes()));
+  bbox_pred_ = register_module("bbox_pred", nn::Linear(out_channels, 4 * options.num_classes()));
+}
+
+at::Tensor RoIBoxHeadImpl::pool(const at::Tensor& features, const std::vector<at::Tensor>& proposals) const {
+  TORCH_CHECK(features.dim() == 4 && features.size(0) == static_cast<int64_t>(proposals.size()),
+              "RoIBoxHead: features must be [B, C, H, W] with one proposal list per image");
+  std::vector<at::Tensor> rois;
+  for (size_t i = 0; i < proposals.size(); ++i) {
+    boxes::check_boxes_2d(proposals[i], "RoIBoxHead", "proposals");
+    const at::Tensor p = proposals[i].to(features.scalar_type());
+    rois.push_back(at::cat({at::full({p.size(0), 1}, static_cast<double>(i), p.options()), p}, 1));
+  }
+  const int64_t r = options_.pooler_resolution();
+  return ops::roi_align(features, at::cat(rois), options_.spatial_scale(), r, r, options_.sampling_ratio(),
+                        options_.aligned());
+}
+
+RoIBoxHeadOutput RoIBoxHeadImpl::forward(const at::Tensor& features, const std::vector<at::Tensor>& proposals) {
+  const at::Tensor x = head_->forward(pool(features, proposals));
+  RoIBoxHeadOutput out;
+  out.features = x.mean({2, 3});
+  out.class_logits = cls_score_->forward(out.features);
+  out.box_regression = bbox_pred_->forward(out.features);
+  return out;
+}
+
+}  // namespace psearch::modeling
