@@ -16,7 +16,8 @@ struct ResNetRoIEmbedderOptions {
   /// torchvision ResNet-50 checkpoint; empty = random initialisation (seeded by the caller).
   TORCH_ARG(std::string, weights) = "";
   /// Images are resized so the shorter side is min_size, unless the longer side would
-  /// then exceed max_size (the detectors' convention; papers use 900 / 1500).
+  /// then exceed max_size (the detectors' convention; papers use 900 / 1500), with the
+  /// detectors' ImageTransform (two_stage/image_transform.h).
   TORCH_ARG(int64_t, min_size) = 900;
   TORCH_ARG(int64_t, max_size) = 1500;
   TORCH_ARG(c10::Device, device) = c10::Device(c10::kCPU);
@@ -36,8 +37,5 @@ class ResNetRoIEmbedder : public SearchModel {
   ResNetRoIEmbedderOptions options_;
   ResNet backbone_{nullptr};
 };
-
-/// Scale factor that brings an image of `height` x `width` to the min/max size rule.
-double resize_scale(int64_t height, int64_t width, int64_t min_size, int64_t max_size);
 
 }  // namespace psearch::modeling
