@@ -6,6 +6,7 @@
 #include <ATen/ops/cat.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/rand.h>
+#include <ATen/ops/tensor.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/zeros.h>
 #include <gtest/gtest.h>
@@ -20,6 +21,7 @@
 #include "psearch/boxes/box_coder.h"
 #include "psearch/boxes/box_ops.h"
 #include "psearch/checkpoint/state_dict.h"
+#include "psearch/config/config.h"
 #include "psearch/checkpoint/torch_file.h"
 #include "psearch/modeling/two_stage/roi_box_head.h"
 #include "test_util.h"
@@ -130,6 +132,32 @@ TEST(RoIBoxHead, NoGroundTruthGivesZeroBoxLossAndPositiveClassLoss) {
   (losses.at("loss_box_reg") + losses.at("loss_classifier")).backward();
   ASSERT_TRUE(deltas.grad().defined());
   EXPECT_EQ(deltas.grad().abs().sum().item<double>(), 0.0);
+}
+
+TEST(RoIBoxHead, BackgroundLowThresholdIgnoresFarProposals) {
+  // gt [0, 0, 10, 10]; proposals with IoU 1 (the gt itself), 0.25, 0.04 and 0.
+  const at::Tensor gt = at::tensor({0.f, 0.f, 10.f, 10.f}).view({1, 4});
+  const at::Tensor props = at::tensor({0.f, 0.f, 10.f, 2.5f,  0.f, 0.f, 2.f, 2.f,  50.f, 50.f, 60.f, 60.f}).view({3, 4});
+  const auto run = [&](double lo) {
+    at::manual_seed(0);
+    const auto s = pm::select_training_samples({props}, {gt}, person_labels({gt}),
+                                               pm::RoIBoxHeadOptions().batch_size_per_image(100).bg_iou_thresh_lo(lo));
+    return s.labels[0];
+  };
+  EXPECT_TRUE(run(0.0).equal(at::tensor({0, 0, 0, 1}, at::kLong)));  // everything sampled
+  // lo 0.1: only the 0.25 proposal stays background; the gt box itself is the positive.
+  EXPECT_TRUE(run(0.1).equal(at::tensor({0, 1}, at::kLong)));
+}
+
+TEST(RoIBoxHead, OptionsFromConfig) {
+  psearch::config::RoiHeadsConfig c;
+  const auto o = pm::roi_box_head_options_from_config(c);
+  EXPECT_EQ(o.fg_iou_thresh(), c.fg_iou_thresh);
+  EXPECT_EQ(o.bg_iou_thresh(), c.bg_iou_thresh_hi);
+  EXPECT_EQ(o.bg_iou_thresh_lo(), c.bg_iou_thresh_lo);
+  EXPECT_EQ(o.batch_size_per_image(), c.batch_size_per_image);
+  EXPECT_EQ(o.sampling_ratio(), c.sampling_ratio);
+  EXPECT_EQ(o.pooler_resolution(), c.pooler_resolution);
 }
 
 TEST(RoIBoxHead, PostprocessDetectionsMatchesTorchvision) {

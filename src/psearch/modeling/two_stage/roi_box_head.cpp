@@ -12,8 +12,10 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "psearch/boxes/box_ops.h"
+#include "psearch/config/config.h"
 #include "psearch/ops/ops.h"
 
 namespace psearch::modeling {
@@ -33,6 +35,18 @@ std::array<double, 4> coder_weights(const RoIBoxHeadOptions& o) {
 }
 
 }  // namespace
+
+RoIBoxHeadOptions roi_box_head_options_from_config(const config::RoiHeadsConfig& c) {
+  return RoIBoxHeadOptions()
+      .fg_iou_thresh(c.fg_iou_thresh)
+      .bg_iou_thresh(c.bg_iou_thresh_hi)
+      .bg_iou_thresh_lo(c.bg_iou_thresh_lo)
+      .batch_size_per_image(c.batch_size_per_image)
+      .positive_fraction(c.positive_fraction)
+      .bbox_reg_weights(c.bbox_reg_weights)
+      .pooler_resolution(c.pooler_resolution)
+      .sampling_ratio(c.sampling_ratio);
+}
 
 RoISamples select_training_samples(const std::vector<at::Tensor>& proposals, const std::vector<at::Tensor>& gt_boxes,
                                    const std::vector<at::Tensor>& gt_labels, const RoIBoxHeadOptions& options) {
@@ -61,11 +75,17 @@ RoISamples select_training_samples(const std::vector<at::Tensor>& proposals, con
     } else {
       TORCH_CHECK(gt_labels[i].numel() == gt.size(0), "select_training_samples: image ", i, " has ", gt.size(0),
                   " gt boxes but ", gt_labels[i].numel(), " labels");
-      const at::Tensor raw = matcher(boxes::box_iou(gt, props));
+      const at::Tensor iou = boxes::box_iou(gt, props);
+      const at::Tensor raw = matcher(iou);
       matched = raw.clamp_min(0);
       labels = gt_labels[i].to(props.device()).index_select(0, matched).to(at::kLong);
       labels.masked_fill_(raw == boxes::Matcher::kBelowLowThreshold, 0);
       labels.masked_fill_(raw == boxes::Matcher::kBetweenThresholds, -1);
+      if (options.bg_iou_thresh_lo() > 0) {
+        // Proposals far from every person are too easy to teach the classifier anything.
+        const at::Tensor best = std::get<0>(iou.max(0));
+        labels.masked_fill_((labels == 0) & (best < options.bg_iou_thresh_lo()), -1);
+      }
     }
     all_props.push_back(props);
     all_matched.push_back(matched);

@@ -22,6 +22,10 @@
 #include "psearch/boxes/matcher.h"
 #include "psearch/boxes/sampler.h"
 
+namespace psearch::config {
+struct RoiHeadsConfig;
+}
+
 namespace psearch::modeling {
 
 struct RoIBoxHeadOptions {
@@ -30,6 +34,10 @@ struct RoIBoxHeadOptions {
   /// every ground truth has a proposal with IoU 1.
   TORCH_ARG(double, fg_iou_thresh) = 0.5;
   TORCH_ARG(double, bg_iou_thresh) = 0.5;
+  /// Background proposals whose best IoU is below this are ignored too (label -1): the
+  /// Detectron / OIM "BG_THRESH_LO" rule (config roi_heads.bg_iou_thresh_lo). 0 (default)
+  /// keeps every background proposal, as torchvision.
+  TORCH_ARG(double, bg_iou_thresh_lo) = 0.0;
   /// Proposals sampled per image for the losses, and the largest share of foreground.
   TORCH_ARG(int64_t, batch_size_per_image) = 128;
   TORCH_ARG(double, positive_fraction) = 0.5;
@@ -48,6 +56,10 @@ struct RoIBoxHeadOptions {
   /// Classes including background (2 for person search: background, person).
   TORCH_ARG(int64_t, num_classes) = 2;
 };
+
+/// The options a config section asks for (model.roi_heads of configs/*.yaml): matcher,
+/// sampler, box coder and RoIAlign settings; postprocessing keeps its defaults.
+RoIBoxHeadOptions roi_box_head_options_from_config(const config::RoiHeadsConfig& config);
 
 /// The sampled proposals of a batch, per image (torchvision's select_training_samples).
 struct RoISamples {
