@@ -23,6 +23,7 @@
 #include "psearch/checkpoint/state_dict.h"
 #include "psearch/config/config.h"
 #include "psearch/checkpoint/torch_file.h"
+#include "psearch/modeling/backbone/resnet.h"
 #include "psearch/modeling/two_stage/roi_box_head.h"
 #include "test_util.h"
 
@@ -193,6 +194,25 @@ TEST(RoIBoxHead, PostprocessDetectionsMatchesTorchvision) {
     std::cout << "[ roi_heads parity ] postprocess " << key << ": max |box error| = " << worst_box
               << " px, max |score error| = " << worst_score << "\n";
   }
+}
+
+TEST(RoIBoxHead, ResNet50Conv5HeadGives2048Features) {
+  // The real C4 layout: layer4 of ResNet-50 on 14x14 RoIs of a 1024-channel stride-16 map.
+  at::manual_seed(0);
+  pm::ResNet resnet(pm::ResNetOptions().last_stage("C4"));
+  pm::RoIBoxHead head(resnet->layer(4), resnet->channels("C5"));
+  head->eval();
+  const at::Tensor c4 = at::randn({2, 1024, 8, 12});
+  const std::vector<at::Tensor> props = {at::tensor({10.f, 10.f, 60.f, 120.f}).view({1, 4}),
+                                         at::tensor({0.f, 0.f, 30.f, 40.f, 100.f, 20.f, 180.f, 120.f}).view({2, 4})};
+  EXPECT_EQ(head->pool(c4, props).sizes(), (std::vector<int64_t>{3, 1024, 14, 14}));
+  const auto out = head->forward(c4, props);
+  EXPECT_EQ(out.features.sizes(), (std::vector<int64_t>{3, 2048}));
+  EXPECT_EQ(out.class_logits.sizes(), (std::vector<int64_t>{3, 2}));
+  EXPECT_EQ(out.box_regression.sizes(), (std::vector<int64_t>{3, 8}));
+  EXPECT_TRUE(head->named_parameters().contains("head.0.conv1.weight"));
+  EXPECT_TRUE(head->named_parameters().contains("cls_score.weight"));
+  EXPECT_TRUE(head->named_parameters().contains("bbox_pred.bias"));
 }
 
 TEST(RoIBoxHead, C4HeadMatchesTorchvisionPoolerAndPredictor) {
