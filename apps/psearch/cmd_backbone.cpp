@@ -55,10 +55,6 @@ void run_backbone(const BackboneArgs& args) {
             << " runs\n";
 }
 
-}  // namespace
-
-namespace {
-
 void add_backbone_command(CLI::App& app) {
   auto args = std::make_shared<BackboneArgs>();
   auto* cmd = app.add_subcommand("backbone", "Run a ResNet backbone and report stage outputs C2..C5 and latency");

@@ -183,10 +183,6 @@ void run_demo(const DemoArgs& args) {
             << "\n";
 }
 
-}  // namespace
-
-namespace {
-
 void add_demo_command(CLI::App& app) {
   auto args = std::make_shared<DemoArgs>();
   auto* cmd = app.add_subcommand("demo", "End-to-end walk through the pipeline on a built-in synthetic scene");

@@ -35,10 +35,6 @@ void run_info() {
   for (const char* op : kOps) std::cout << "  " << std::left << std::setw(26) << op << kernels_of(op) << "\n";
 }
 
-}  // namespace
-
-namespace {
-
 void add_info_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Show the build: versions, operators and their kernels, devices");
   cmd->callback(run_info);

@@ -30,10 +30,6 @@ void run_inspect(const InspectArgs& args) {
   std::cout << shown << " tensors, " << total << " elements\n";
 }
 
-}  // namespace
-
-namespace {
-
 void add_inspect_command(CLI::App& app) {
   auto args = std::make_shared<InspectArgs>();
   auto* cmd = app.add_subcommand("inspect", "List the tensors of a torch.save checkpoint (key, dtype, shape)");
