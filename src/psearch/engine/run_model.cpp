@@ -19,17 +19,6 @@ at::Tensor boxes_tensor(const std::vector<data::Box>& boxes) {
   return at::tensor(flat).view({static_cast<int64_t>(boxes.size()), 4});
 }
 
-evaluation::ImageDetections embed_annotations(modeling::SearchModel& model, const at::Tensor& image,
-                                              const data::ImageRecord& record) {
-  std::vector<data::Box> boxes;
-  for (const auto& p : record.persons) boxes.push_back(p.box);
-  evaluation::ImageDetections out;
-  out.boxes = boxes_tensor(boxes);
-  out.scores = at::ones({out.boxes.size(0)});
-  out.features = model.embed(image, out.boxes);
-  return out;
-}
-
 evaluation::ImageDetections detect(modeling::SearchModel& model, const at::Tensor& image) {
   modeling::Detections d = model.detect(image);
   return {d.boxes, d.scores, d.features};
@@ -52,15 +41,29 @@ evaluation::SearchInputs run_search_model(modeling::SearchModel& model, const da
   if (options.progress) bar = std::make_unique<util::ProgressBar>(model.name(), split.images.size(), "img");
   for (size_t i = 0; i < split.images.size(); ++i) {
     const at::Tensor image = data::read_image(split.images[i].path);
-    inputs.gallery[i] = options.ground_truth_boxes ? embed_annotations(model, image, split.images[i])
-                                                   : detect(model, image);
-    auto it = queries_of_image.find(static_cast<int32_t>(i));
-    if (it != queries_of_image.end()) {
-      std::vector<data::Box> boxes;
-      for (size_t q : it->second) boxes.push_back(split.queries[q].box);
-      const at::Tensor features = model.embed(image, boxes_tensor(boxes));
-      for (size_t k = 0; k < it->second.size(); ++k) query_features[it->second[k]] = features[k];
+    // One embed call per image: the annotated boxes (ground-truth mode) first, then the
+    // queries on this image, so the backbone runs once per image, not once per path.
+    std::vector<data::Box> boxes;
+    if (options.ground_truth_boxes)
+      for (const auto& person : split.images[i].persons) boxes.push_back(person.box);
+    const int64_t num_gallery = static_cast<int64_t>(boxes.size());
+    auto queries = queries_of_image.find(static_cast<int32_t>(i));
+    if (queries != queries_of_image.end())
+      for (size_t q : queries->second) boxes.push_back(split.queries[q].box);
+    at::Tensor features;
+    if (options.ground_truth_boxes || !boxes.empty()) features = model.embed(image, boxes_tensor(boxes));
+
+    if (options.ground_truth_boxes) {
+      evaluation::ImageDetections& gallery = inputs.gallery[i];
+      gallery.boxes = boxes_tensor({boxes.begin(), boxes.begin() + num_gallery});
+      gallery.scores = at::ones({num_gallery});
+      gallery.features = features.slice(0, 0, num_gallery);
+    } else {
+      inputs.gallery[i] = detect(model, image);
     }
+    if (queries != queries_of_image.end())
+      for (size_t k = 0; k < queries->second.size(); ++k)
+        query_features[queries->second[k]] = features[num_gallery + static_cast<int64_t>(k)];
     if (bar) bar->advance();
   }
   if (bar) bar->finish();
