@@ -10,6 +10,7 @@
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
+#include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
 #include <tuple>
@@ -45,7 +46,8 @@ RoIBoxHeadOptions roi_box_head_options_from_config(const config::RoiHeadsConfig&
       .positive_fraction(c.positive_fraction)
       .bbox_reg_weights(c.bbox_reg_weights)
       .pooler_resolution(c.pooler_resolution)
-      .sampling_ratio(c.sampling_ratio);
+      .sampling_ratio(c.sampling_ratio)
+      .bbox_reg_bn(c.bbox_reg_bn);
 }
 
 RoISamples select_training_samples(const std::vector<at::Tensor>& proposals, const std::vector<at::Tensor>& gt_boxes,
@@ -109,38 +111,52 @@ RoISamples select_training_samples(const std::vector<at::Tensor>& proposals, con
   return out;
 }
 
-std::map<std::string, at::Tensor> fastrcnn_loss(const at::Tensor& class_logits, const at::Tensor& box_regression,
-                                                const at::Tensor& labels, const at::Tensor& regression_targets) {
-  TORCH_CHECK(class_logits.dim() == 2 && labels.dim() == 1 && class_logits.size(0) == labels.size(0),
-              "fastrcnn_loss: class_logits must be [S, C] and labels [S]");
-  const int64_t n = class_logits.size(0);
+at::Tensor fastrcnn_box_loss(const at::Tensor& box_regression, const at::Tensor& labels,
+                             const at::Tensor& regression_targets) {
+  TORCH_CHECK(labels.dim() == 1, "fastrcnn_box_loss: labels must be [S]");
+  const int64_t n = labels.size(0);
   TORCH_CHECK(box_regression.dim() == 2 && box_regression.size(0) == n && box_regression.size(1) % 4 == 0,
               "fastrcnn_loss: box_regression must be [S, 4C]");
   TORCH_CHECK(regression_targets.dim() == 2 && regression_targets.size(0) == n && regression_targets.size(1) == 4,
               "fastrcnn_loss: regression_targets must be [S, 4]");
-  const at::Tensor cls = at::cross_entropy_loss(class_logits, labels);
   const at::Tensor pos = (labels > 0).nonzero().view(-1);
   const at::Tensor labels_pos = labels.index_select(0, pos);
   // Each positive is regressed with the deltas of its own class only.
   const at::Tensor deltas = box_regression.reshape({n, -1, 4}).index({pos, labels_pos});
   // A sum over no positives is exactly 0 and keeps the graph, so backward still runs.
-  const at::Tensor box = at::smooth_l1_loss(deltas, regression_targets.index_select(0, pos),
-                                            at::Reduction::Sum, kSmoothL1Beta) /
-                         static_cast<double>(labels.numel());
-  return {{"loss_classifier", cls}, {"loss_box_reg", box}};
+  return at::smooth_l1_loss(deltas, regression_targets.index_select(0, pos), at::Reduction::Sum, kSmoothL1Beta) /
+         static_cast<double>(std::max<int64_t>(n, 1));
+}
+
+std::map<std::string, at::Tensor> fastrcnn_loss(const at::Tensor& class_logits, const at::Tensor& box_regression,
+                                                const at::Tensor& labels, const at::Tensor& regression_targets) {
+  TORCH_CHECK(class_logits.dim() == 2 && labels.dim() == 1 && class_logits.size(0) == labels.size(0),
+              "fastrcnn_loss: class_logits must be [S, C] and labels [S]");
+  return {{"loss_classifier", at::cross_entropy_loss(class_logits, labels)},
+          {"loss_box_reg", fastrcnn_box_loss(box_regression, labels, regression_targets)}};
 }
 
 std::vector<RoIDetections> postprocess_detections(const at::Tensor& class_logits, const at::Tensor& box_regression,
                                                   const std::vector<at::Tensor>& proposals,
                                                   const std::vector<std::array<int64_t, 2>>& image_sizes,
                                                   const RoIBoxHeadOptions& options) {
+  TORCH_CHECK(class_logits.dim() == 2, "postprocess_detections: class_logits must be [N, C]");
+  return postprocess_detections_from_probs(at::softmax(class_logits, -1), box_regression, proposals, image_sizes,
+                                           options);
+}
+
+std::vector<RoIDetections> postprocess_detections_from_probs(const at::Tensor& class_probs,
+                                                             const at::Tensor& box_regression,
+                                                             const std::vector<at::Tensor>& proposals,
+                                                             const std::vector<std::array<int64_t, 2>>& image_sizes,
+                                                             const RoIBoxHeadOptions& options) {
   TORCH_CHECK(proposals.size() == image_sizes.size(), "postprocess_detections: ", proposals.size(),
               " proposal lists but ", image_sizes.size(), " image sizes");
-  TORCH_CHECK(class_logits.dim() == 2, "postprocess_detections: class_logits must be [N, C]");
-  const int64_t c = class_logits.size(1);
+  TORCH_CHECK(class_probs.dim() == 2, "postprocess_detections: class_probs must be [N, C]");
+  const int64_t c = class_probs.size(1);
   const boxes::BoxCoder coder(coder_weights(options));
   const at::Tensor pred_boxes = coder.decode(box_regression, proposals).reshape({-1, c, 4});
-  const at::Tensor pred_scores = at::softmax(class_logits, -1);
+  const at::Tensor& pred_scores = class_probs;
 
   std::vector<RoIDetections> out;
   int64_t start = 0;
@@ -150,7 +166,7 @@ std::vector<RoIDetections> postprocess_detections(const at::Tensor& class_logits
     at::Tensor s = pred_scores.narrow(0, start, n);
     start += n;
     // Flattened [n, C-1] (proposal-major) after dropping background, as torchvision.
-    const auto lopts = class_logits.options().dtype(at::kLong);
+    const auto lopts = class_probs.options().dtype(at::kLong);
     at::Tensor labels = at::arange(c, lopts).view({1, -1}).expand({n, c});
     at::Tensor prop = at::arange(n, lopts).view({-1, 1}).expand({n, c});
     using at::indexing::Slice;
@@ -178,8 +194,19 @@ RoIBoxHeadImpl::RoIBoxHeadImpl(nn::Sequential head, int64_t out_channels, const 
     : options_(options) {
   TORCH_CHECK(options.num_classes() >= 2, "RoIBoxHead: num_classes counts background, needs >= 2");
   head_ = register_module("head", std::move(head));
-  cls_score_ = register_module("cls_score", nn::Linear(out_channels, options.num_classes()));
+  if (options.with_classifier())
+    cls_score_ = register_module("cls_score", nn::Linear(out_channels, options.num_classes()));
   bbox_pred_ = register_module("bbox_pred", nn::Linear(out_channels, 4 * options.num_classes()));
+  if (options.bbox_reg_bn()) {
+    // The official CoordRegressor initialisation: small weights, so that the normalised
+    // deltas start near 0.
+    bbox_bn_ = register_module("bbox_bn", nn::BatchNorm1d(4 * options.num_classes()));
+    torch::NoGradGuard no_grad;
+    bbox_pred_->weight.normal_(0, 0.01);
+    bbox_pred_->bias.zero_();
+    bbox_bn_->weight.normal_(0, 0.01);
+    bbox_bn_->bias.zero_();
+  }
 }
 
 at::Tensor RoIBoxHeadImpl::pool(const at::Tensor& features, const std::vector<at::Tensor>& proposals) const {
@@ -197,11 +224,16 @@ at::Tensor RoIBoxHeadImpl::pool(const at::Tensor& features, const std::vector<at
 }
 
 RoIBoxHeadOutput RoIBoxHeadImpl::forward(const at::Tensor& features, const std::vector<at::Tensor>& proposals) {
-  const at::Tensor x = head_->forward(pool(features, proposals));
   RoIBoxHeadOutput out;
-  out.features = x.mean({2, 3});
-  out.class_logits = cls_score_->forward(out.features);
+  out.pooled = pool(features, proposals);
+  out.maps = head_->forward(out.pooled);
+  out.features = out.maps.mean({2, 3});
+  if (cls_score_) out.class_logits = cls_score_->forward(out.features);
   out.box_regression = bbox_pred_->forward(out.features);
+  // BatchNorm1d needs more than one row in training; one RoI passes through unnormalised
+  // there (only possible with a single proposal and no ground truth).
+  if (bbox_bn_ && (!is_training() || out.box_regression.size(0) > 1))
+    out.box_regression = bbox_bn_->forward(out.box_regression);
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include <torch/arg.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
@@ -55,6 +56,12 @@ struct RoIBoxHeadOptions {
   TORCH_ARG(bool, aligned) = false;
   /// Classes including background (2 for person search: background, person).
   TORCH_ARG(int64_t, num_classes) = 2;
+  /// Whether the head has its own classifier (cls_score). OIM-base scores persons with it;
+  /// NAE and NAE+ score them with the embedding norm instead and have none.
+  TORCH_ARG(bool, with_classifier) = true;
+  /// BatchNorm1d(4C) after bbox_pred, registered as "bbox_bn" (official NAE4PS
+  /// CoordRegressor with RCNN_bbox_bn; weight ~ N(0, 0.01), bias 0).
+  TORCH_ARG(bool, bbox_reg_bn) = false;
 };
 
 /// The options a config section asks for (model.roi_heads of configs/*.yaml): matcher,
@@ -99,6 +106,11 @@ RoISamples select_training_samples(const std::vector<at::Tensor>& proposals, con
 std::map<std::string, at::Tensor> fastrcnn_loss(const at::Tensor& class_logits, const at::Tensor& box_regression,
                                                 const at::Tensor& labels, const at::Tensor& regression_targets);
 
+/// The box part of fastrcnn_loss alone (for heads that score persons another way):
+/// box_regression [S, 4C], labels [S], regression_targets [S, 4] -> [].
+at::Tensor fastrcnn_box_loss(const at::Tensor& box_regression, const at::Tensor& labels,
+                             const at::Tensor& regression_targets);
+
 /// postprocess_detections: class_logits [sum N_i, C]; box_regression [sum N_i, 4C];
 /// proposals[i]: [N_i, 4]; image_sizes[i]: (h, w). Softmax, per-class decoding, clipping,
 /// background dropped, score > score_thresh, boxes smaller than 1e-2 dropped, NMS per class,
@@ -108,16 +120,26 @@ std::vector<RoIDetections> postprocess_detections(const at::Tensor& class_logits
                                                   const std::vector<std::array<int64_t, 2>>& image_sizes,
                                                   const RoIBoxHeadOptions& options);
 
+/// postprocess_detections from class probabilities [sum N_i, C] (rows summing to 1) instead
+/// of logits: for heads whose person score does not come from a softmax (NAE's norm).
+std::vector<RoIDetections> postprocess_detections_from_probs(const at::Tensor& class_probs,
+                                                             const at::Tensor& box_regression,
+                                                             const std::vector<at::Tensor>& proposals,
+                                                             const std::vector<std::array<int64_t, 2>>& image_sizes,
+                                                             const RoIBoxHeadOptions& options);
+
 /// Outputs of the C4 box head for a set of RoIs.
 struct RoIBoxHeadOutput {
-  at::Tensor features;        ///< [K, D] pooled conv5 features (D = 2048 for ResNet-50)
-  at::Tensor class_logits;    ///< [K, num_classes]
+  at::Tensor pooled;          ///< [K, C4, R, R] RoIAlign of C4 (R = pooler_resolution)
+  at::Tensor maps;            ///< [K, D, r, r] conv5 head output (r = R / 2 for ResNet layer4)
+  at::Tensor features;        ///< [K, D] maps averaged over space (D = 2048 for ResNet-50)
+  at::Tensor class_logits;    ///< [K, num_classes]; undefined without a classifier
   at::Tensor box_regression;  ///< [K, 4 * num_classes]
 };
 
 /// RoIAlign on C4 -> conv5 head -> global average pool -> cls_score / bbox_pred.
 /// Parameters: head.* (the conv5 head, e.g. ResNet layer4: head.0.conv1.weight ...),
-/// cls_score.{weight,bias}, bbox_pred.{weight,bias}.
+/// cls_score.{weight,bias} (with_classifier), bbox_pred.{weight,bias}, bbox_bn.* (bbox_reg_bn).
 class RoIBoxHeadImpl : public torch::nn::Module {
  public:
   /// head: the conv5 head (ResNet layer(4)), mapping [K, C4, R, R] to [K, out_channels, r, r].
@@ -136,6 +158,7 @@ class RoIBoxHeadImpl : public torch::nn::Module {
   torch::nn::Sequential head_{nullptr};
   torch::nn::Linear cls_score_{nullptr};
   torch::nn::Linear bbox_pred_{nullptr};
+  torch::nn::BatchNorm1d bbox_bn_{nullptr};
 };
 TORCH_MODULE(RoIBoxHead);
 

@@ -1,0 +1,224 @@
+// The assembled two-stage models (OIM-base, NAE, NAE+): parameter names, loss terms and
+// their edge cases, both inference paths, and a tiny overfit run per head.
+#include <ATen/ops/cat.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/isfinite.h>
+#include <ATen/ops/rand.h>
+#include <ATen/ops/tensor.h>
+#include <ATen/ops/zeros.h>
+#include <gtest/gtest.h>
+#include <torch/csrc/autograd/grad_mode.h>
+#include <torch/optim/sgd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "psearch/boxes/box_ops.h"
+#include "psearch/modeling/two_stage/two_stage_model.h"
+
+namespace psearch::modeling {
+namespace {
+
+/// A model small enough for unit tests: ResNet-18 with trainable BN, small anchors and
+/// RoI grids, a 32-d embedding, 4 identities.
+TwoStageOptions tiny_options(TwoStageHead head) {
+  TwoStageOptions o(4);
+  o.head = head;
+  o.backbone = ResNetOptions().depth(18).norm(NormKind::kBatchNorm).freeze_at(0);
+  o.rpn.anchor_sizes({{16, 32, 64}}).aspect_ratios({{1.0, 2.0, 3.0}});
+  o.rpn.pre_nms_top_n_train(300).post_nms_top_n_train(100).pre_nms_top_n_test(300).post_nms_top_n_test(50);
+  o.roi_heads.batch_size_per_image(16).pooler_resolution(4).bbox_reg_bn(false);
+  o.roi_heads.score_thresh(0.3).nms_thresh(0.4).detections_per_img(20);
+  o.pixel_size = 2;
+  o.embedding.dim(32).fuse_res4(true);
+  o.oim.num_cq_size(16);
+  o.train_transform.min_size(96).max_size(160);
+  o.test_transform.min_size(96).max_size(160);
+  return o;
+}
+
+/// Four 96x128 scenes with two "persons" each: upright rectangles whose upper and lower
+/// halves carry an identity's two colours, on a faint noise background. Identity k appears
+/// in two scenes, at different places.
+struct Scene {
+  at::Tensor image;
+  TrainingTarget target;
+};
+
+std::vector<Scene> tiny_scenes() {
+  const float colors[4][2][3] = {{{0.9f, 0.1f, 0.1f}, {0.1f, 0.1f, 0.8f}},
+                                 {{0.1f, 0.8f, 0.2f}, {0.9f, 0.9f, 0.1f}},
+                                 {{0.9f, 0.9f, 0.9f}, {0.2f, 0.2f, 0.2f}},
+                                 {{0.6f, 0.1f, 0.7f}, {0.1f, 0.7f, 0.7f}}};
+  const int layout[4][2] = {{0, 1}, {2, 3}, {1, 2}, {3, 0}};
+  const int xs[4][2] = {{10, 70}, {30, 90}, {5, 60}, {40, 95}};
+  std::vector<Scene> scenes;
+  at::manual_seed(7);
+  for (int s = 0; s < 4; ++s) {
+    at::Tensor img = 0.45 + 0.1 * at::rand({3, 96, 128});
+    std::vector<float> boxes;
+    std::vector<int64_t> pids;
+    for (int p = 0; p < 2; ++p) {
+      const int id = layout[s][p], x = xs[s][p], y = 20 + 10 * p, w = 22, h = 56;
+      for (int c = 0; c < 3; ++c) {
+        img[c].narrow(0, y, h / 2).narrow(1, x, w).fill_(colors[id][0][c]);
+        img[c].narrow(0, y + h / 2, h / 2).narrow(1, x, w).fill_(colors[id][1][c]);
+      }
+      boxes.insert(boxes.end(), {float(x), float(y), float(x + w), float(y + h)});
+      pids.push_back(id);
+    }
+    scenes.push_back({img, {at::tensor(boxes).view({-1, 4}), at::tensor(pids)}});
+  }
+  return scenes;
+}
+
+class TwoStageModelTest : public ::testing::TestWithParam<TwoStageHead> {};
+
+TEST_P(TwoStageModelTest, ParameterNamesFollowTheLayout) {
+  TwoStageOptions options = tiny_options(GetParam());
+  options.roi_heads.bbox_reg_bn(true);
+  TwoStageModel model(options);
+  std::set<std::string> keys;
+  for (const auto& item : model->named_parameters()) keys.insert(item.key());
+  for (const auto& item : model->named_buffers()) keys.insert(item.key());
+  EXPECT_TRUE(keys.count("backbone.layer3.0.conv1.weight"));
+  EXPECT_FALSE(keys.count("backbone.layer4.0.conv1.weight")) << "layer4 lives in the RoI head only";
+  EXPECT_TRUE(keys.count("roi_heads.head.0.conv1.weight"));
+  EXPECT_TRUE(keys.count("roi_heads.bbox_bn.weight"));
+  EXPECT_TRUE(keys.count("rpn.head.cls_logits.weight"));
+  EXPECT_TRUE(keys.count("embedding_head.proj_res4.0.weight"));
+  EXPECT_TRUE(keys.count("reid_loss.lut") && keys.count("reid_loss.cq") && keys.count("reid_loss.header_cq"));
+  EXPECT_EQ(keys.count("roi_heads.cls_score.weight"), GetParam() == TwoStageHead::kOim ? 1u : 0u);
+  EXPECT_EQ(keys.count("nae.rescaler.weight"), GetParam() == TwoStageHead::kOim ? 0u : 1u);
+  // Every parameter is registered once (the shared layer4 is not counted twice).
+  EXPECT_EQ(model->parameters().size(), model->named_parameters().size());
+}
+
+TEST_P(TwoStageModelTest, TrainingLossesAreFiniteAndBackpropagate) {
+  TwoStageModel model(tiny_options(GetParam()));
+  model->train();
+  auto scenes = tiny_scenes();
+  // The OIM lookup table starts at zero, so OIM's gradient is 0 on the very first batch;
+  // the second batch sees the rows the first one wrote.
+  model->forward_train({scenes[0].image, scenes[1].image}, {scenes[0].target, scenes[1].target});
+  auto losses = model->forward_train({scenes[2].image, scenes[3].image}, {scenes[2].target, scenes[3].target});
+  for (const char* key : {"loss_objectness", "loss_rpn_box_reg", "loss_box_reg", "loss_detection", "loss_reid", "loss"}) {
+    ASSERT_TRUE(losses.count(key)) << key;
+    EXPECT_TRUE(at::isfinite(losses[key]).item<bool>()) << key;
+  }
+  EXPECT_GT(losses["loss_reid"].item<double>(), 0.0);
+  losses["loss"].backward();
+  const at::Tensor g = model->embedding_head()->named_parameters()["proj_res5.0.weight"].grad();
+  ASSERT_TRUE(g.defined());
+  EXPECT_GT(g.abs().sum().item<double>(), 0.0);
+  // The OIM memory moved: the identities seen have non-zero lookup-table rows.
+  EXPECT_GT(model->reid_loss()->lut.abs().sum().item<double>(), 0.0);
+}
+
+TEST_P(TwoStageModelTest, WithoutGroundTruthTheBoxLossesAreExactlyZero) {
+  TwoStageModel model(tiny_options(GetParam()));
+  model->train();
+  auto scenes = tiny_scenes();
+  const TrainingTarget empty{at::zeros({0, 4}), at::zeros({0}, at::kLong)};
+  auto losses = model->forward_train({scenes[0].image, scenes[1].image}, {empty, empty});
+  EXPECT_EQ(losses["loss_box_reg"].item<double>(), 0.0);
+  EXPECT_EQ(losses["loss_rpn_box_reg"].item<double>(), 0.0);
+  EXPECT_EQ(losses["loss_reid"].item<double>(), 0.0);
+  EXPECT_GT(losses["loss_detection"].item<double>(), 0.0);
+  EXPECT_GT(losses["loss_objectness"].item<double>(), 0.0);
+  losses["loss"].backward();  // still a valid graph
+}
+
+TEST_P(TwoStageModelTest, InferencePathsTakeBatchesOfDifferentSizes) {
+  TwoStageModel model(tiny_options(GetParam()));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const at::Tensor a = at::rand({3, 96, 128}), b = at::rand({3, 120, 90});
+  const auto dets = model->detect({a, b});
+  ASSERT_EQ(dets.size(), 2u);
+  for (const auto& d : dets) {
+    EXPECT_EQ(d.boxes.size(0), d.scores.size(0));
+    EXPECT_EQ(d.features.size(0), d.boxes.size(0));
+    if (d.features.size(0) > 0) EXPECT_EQ(d.features.size(1), 32);
+  }
+  const at::Tensor qa = at::tensor({10.f, 10.f, 40.f, 80.f, 50.f, 5.f, 90.f, 90.f}).view({2, 4});
+  const at::Tensor qb = at::tensor({0.f, 0.f, 89.f, 119.f}).view({1, 4});
+  const auto emb = model->embed({a, b}, {qa, qb});
+  ASSERT_EQ(emb.size(), 2u);
+  EXPECT_EQ(emb[0].sizes(), (at::IntArrayRef{2, 32}));
+  EXPECT_EQ(emb[1].sizes(), (at::IntArrayRef{1, 32}));
+  // Queries have norm 1.
+  EXPECT_LT((emb[0].norm(2, {1}) - 1).abs().max().item<double>(), 1e-5);
+  // A batch of same-sized images (no padding differences) gives each image's own result.
+  const at::Tensor c = at::rand({3, 96, 128});
+  const auto pair = model->embed({a, c}, {qa, qa});
+  const auto alone = model->embed({c}, {qa});
+  EXPECT_LT((alone[0] - pair[1]).abs().max().item<double>(), 1e-5);
+  const auto dets_pair = model->detect({a, c});
+  const auto dets_alone = model->detect({c});
+  ASSERT_EQ(dets_pair[1].boxes.sizes(), dets_alone[0].boxes.sizes());
+  if (dets_alone[0].boxes.numel() > 0)
+    EXPECT_LT((dets_pair[1].features - dets_alone[0].features).abs().max().item<double>(), 1e-5);
+}
+
+/// Overfits four scenes, then checks that the model finds the persons again and that a
+/// person's query embedding ranks the same identity first among another scene's detections.
+TEST_P(TwoStageModelTest, TinyOverfit) {
+  at::manual_seed(0);
+  TwoStageModel model(tiny_options(GetParam()));
+  auto scenes = tiny_scenes();
+  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.02).momentum(0.9));
+  model->train();
+  double first = 0, last = 0;
+  const char* iters_env = std::getenv("PSEARCH_OVERFIT_ITERS");
+  const int iterations = iters_env ? std::atoi(iters_env) : 200;
+  for (int it = 0; it < iterations; ++it) {
+    if (it == iterations * 3 / 4) sgd.param_groups()[0].options().set_lr(0.002);
+    const int a = (2 * it) % 4, b = (2 * it + 1) % 4;
+    auto losses = model->forward_train({scenes[a].image, scenes[b].image}, {scenes[a].target, scenes[b].target});
+    sgd.zero_grad();
+    losses["loss"].backward();
+    sgd.step();
+    const double total = losses["loss"].item<double>();
+    if (it < 10) first += total / 10;
+    if (it >= iterations - 10) last += total / 10;
+    if (std::getenv("PSEARCH_DEBUG_OVERFIT") && it % 20 == 0) {
+      for (auto& [k, v] : losses) std::cerr << k << "=" << v.item<double>() << " ";
+      std::cerr << "\n";
+    }
+  }
+  EXPECT_LT(last, 0.1 * first) << "total loss from " << first << " to " << last;
+
+  model->eval();
+  torch::NoGradGuard no_grad;
+  int found = 0, total = 0;
+  for (const auto& s : scenes) {
+    const Detections d = model->detect({s.image}).front();
+    for (int64_t g = 0; g < s.target.boxes.size(0); ++g, ++total) {
+      if (d.boxes.size(0) == 0) continue;
+      const at::Tensor iou = boxes::box_iou(s.target.boxes.narrow(0, g, 1), d.boxes);
+      if (iou.max().item<double>() >= 0.5) ++found;
+    }
+  }
+  EXPECT_GE(found, total - 1) << found << " of " << total << " persons detected";
+
+  // Identity 0 is in scenes 0 and 3: query from scene 0, its best match in scene 3.
+  const at::Tensor q = model->embed({scenes[0].image}, {scenes[0].target.boxes.narrow(0, 0, 1)}).front();
+  const Detections g = model->detect({scenes[3].image}).front();
+  ASSERT_GT(g.boxes.size(0), 0);
+  const int64_t best = (g.features.matmul(q.t())).view(-1).argmax().item<int64_t>();
+  const at::Tensor iou = boxes::box_iou(scenes[3].target.boxes, g.boxes.narrow(0, best, 1)).view(-1);
+  EXPECT_EQ(iou.argmax().item<int64_t>(), 1) << "top match is not identity 0";
+  EXPECT_GE(iou.max().item<double>(), 0.5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Heads, TwoStageModelTest,
+                         ::testing::Values(TwoStageHead::kOim, TwoStageHead::kNae, TwoStageHead::kNaePlus),
+                         [](const auto& info) { return two_stage_head_name(info.param); });
+
+}  // namespace
+}  // namespace psearch::modeling
