@@ -1,9 +1,10 @@
 // `psearch eval`: runs a model over a dataset's test split and scores it with the standard
 // protocol (the same report as `psearch eval-results`).
 //
-// Models today: resnet50-roi, the re-identification-only baseline (ground-truth boxes +
-// ResNet-50 features; ImageNet weights via --weights). The trained detectors (OIM, NAE,
-// NAE+, PCNet) plug in through the same SearchModel interface.
+// Models: a trained checkpoint (--checkpoint, from `psearch train`: OIM-base, NAE, NAE+;
+// the model type and inference settings come from the config it carries, --set overrides
+// them), or resnet50-roi, the re-identification-only baseline (ground-truth boxes +
+// ResNet-50 features; ImageNet weights via --weights).
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 
@@ -14,6 +15,7 @@
 #include "commands.h"
 #include "eval_report.h"
 #include "psearch/engine/run_model.h"
+#include "psearch/engine/two_stage_builder.h"
 #include "psearch/evaluation/results_file.h"
 #include "psearch/modeling/baseline/resnet_roi_embedder.h"
 
@@ -21,6 +23,8 @@ namespace psearch::cli {
 namespace {
 
 struct ModelArgs {
+  std::string checkpoint;
+  std::vector<std::string> overrides;
   std::string model = "resnet50-roi";
   std::string weights;
   bool gt_boxes = false;
@@ -31,6 +35,12 @@ struct ModelArgs {
 };
 
 std::unique_ptr<modeling::SearchModel> make_model(const ModelArgs& args) {
+  if (!args.checkpoint.empty()) {
+    engine::TrainedModel trained = engine::load_trained_model(args.checkpoint, parse_device(args.device), args.overrides);
+    std::cout << "loaded " << trained.config.model.type << " from " << args.checkpoint << " (iteration "
+              << trained.iteration << ")\n";
+    return std::make_unique<modeling::TwoStageSearchModel>(trained.model);
+  }
   at::manual_seed(static_cast<uint64_t>(args.seed));  // random initialisation when no weights
   return std::make_unique<modeling::ResNetRoIEmbedder>(modeling::ResNetRoIEmbedderOptions()
                                                            .weights(args.weights)
@@ -61,7 +71,8 @@ void run_eval(const EvalSettings& settings, const ModelArgs& args) {
   if (!model->has_detector() && !args.gt_boxes)
     throw std::runtime_error(model->name() + " has no detector: add --gt-boxes to embed the annotated boxes");
   const data::SearchSplit split = load_test_split(settings);
-  std::cout << "running " << model->name() << (args.weights.empty() ? " (random weights)" : " (" + args.weights + ")")
+  const std::string weights = !args.checkpoint.empty() ? args.checkpoint : args.weights;
+  std::cout << "running " << model->name() << (weights.empty() ? " (random weights)" : " (" + weights + ")")
             << " on " << split.images.size() << " images, " << split.queries.size() << " queries"
             << (args.gt_boxes ? ", ground-truth boxes" : "") << "\n";
   engine::RunOptions run;
@@ -74,7 +85,10 @@ void add_eval_command(CLI::App& app) {
   auto settings = std::make_shared<EvalSettings>();
   auto args = std::make_shared<ModelArgs>();
   auto* cmd = app.add_subcommand("eval", "Run a model on a dataset's test split and score it (CUHK-SYSU / PRW protocol)");
-  cmd->add_option("--model", args->model, "Model")->check(CLI::IsMember({"resnet50-roi"}))->capture_default_str();
+  cmd->add_option("--checkpoint", args->checkpoint, "Trained model (psearch train's last.pt / final.pt)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--set", args->overrides, "KEY=VALUE overrides of the checkpoint's config, e.g. inference.nms_thresh=0.5");
+  cmd->add_option("--model", args->model, "Model when no --checkpoint is given")->check(CLI::IsMember({"resnet50-roi"}))->capture_default_str();
   cmd->add_option("--weights", args->weights, "Backbone weights (torchvision ResNet-50 checkpoint)")
       ->check(CLI::ExistingFile);
   cmd->add_flag("--gt-boxes", args->gt_boxes, "Embed the annotated boxes instead of detecting (re-id only)");

@@ -27,33 +27,7 @@ using psearch::config::to_yaml;
 
 namespace {
 
-/// A fresh directory per test under the system temp dir, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("psearch_config_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  // Not std::filesystem::remove_all: libtorch.so exports its own copy of it, which the
-  // dynamic linker prefers and which crashes (it calls a weak symbol that is null).
-  ~TempDir() {
-    ::nftw(path_.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
-           FTW_DEPTH | FTW_PHYS);
-  }
-  /// Writes `text` to `name` (sub-directories created) and returns its path.
-  std::string write(const std::string& name, const std::string& text) const {
-    const fs::path p = path_ / name;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p) << text;
-    return p.string();
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using psearch::test::TempDir;
 
 /// what() of the ConfigError thrown by f; fails the test if f throws nothing or another type.
 std::string error_of(const std::function<void()>& f) {

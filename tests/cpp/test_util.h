@@ -1,6 +1,12 @@
 #pragma once
 // Helpers shared by the C++ tests.
+#include <ftw.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 namespace psearch::test {
@@ -11,5 +17,37 @@ inline std::string fixtures_dir() {
   return env && *env ? env : PSEARCH_FIXTURES_DIR;
 }
 inline std::string fixture(const std::string& name) { return fixtures_dir() + "/" + name; }
+
+/// A fresh directory per test under the system temp dir, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    static std::atomic<int> counter{0};
+    path_ = std::filesystem::temp_directory_path() /
+            ("psearch_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    std::filesystem::create_directories(path_);
+  }
+  // Not std::filesystem::remove_all: libtorch.so exports its own copy of it, which the
+  // dynamic linker prefers and which crashes (it calls a weak symbol that is null).
+  ~TempDir() {
+    ::nftw(path_.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+           FTW_DEPTH | FTW_PHYS);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  /// Writes `text` to `name` (sub-directories created) and returns its path.
+  std::string write(const std::string& name, const std::string& text) const {
+    const std::filesystem::path p = path_ / name;
+    std::filesystem::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+    return p.string();
+  }
+  const std::filesystem::path& path() const { return path_; }
+  /// path() / name as a string.
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
 
 }  // namespace psearch::test

@@ -1,0 +1,62 @@
+// `psearch train`: trains OIM-base, NAE or NAE+ as a YAML config says (docs/training.md).
+//   psearch train --config configs/nae_prw.yaml [KEY=VALUE ...] --out out/nae_prw [--resume]
+#include <ATen/Parallel.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "psearch/config/config.h"
+#include "psearch/engine/trainer.h"
+
+namespace psearch::cli {
+namespace {
+
+struct TrainArgs {
+  std::string config;
+  std::vector<std::string> overrides;
+  std::string out = "out/train";
+  bool resume = false;
+  std::string device = "cpu";
+  int64_t stop_after = -1;
+  int threads = 0;
+  bool quiet = false;
+};
+
+void run_train(const TrainArgs& args) {
+  if (args.threads > 0) at::set_num_threads(args.threads);
+  const config::Config config = config::load_config(args.config, args.overrides);
+  engine::TrainOptions options;
+  options.out_dir = args.out;
+  options.resume = args.resume;
+  options.device = parse_device(args.device);
+  options.stop_after = args.stop_after;
+  options.verbose = !args.quiet;
+  const engine::TrainResult r = engine::train_two_stage(config, options);
+  std::cout << (r.interrupted ? "interrupted" : "stopped") << " at iteration " << r.iterations << " of "
+            << r.total_iterations << " after " << r.seconds << " s; checkpoint " << r.checkpoint << "\n";
+  if (r.interrupted) std::exit(130);  // the shell's convention for Ctrl-C
+}
+
+void add_train_command(CLI::App& app) {
+  auto args = std::make_shared<TrainArgs>();
+  auto* cmd = app.add_subcommand("train", "Train OIM-base / NAE / NAE+ as a YAML config says");
+  cmd->add_option("--config", args->config, "YAML config, e.g. configs/nae_prw.yaml")->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("overrides", args->overrides, "KEY=VALUE config overrides, e.g. train.lr=0.001 dataset.root=data/PRW");
+  cmd->add_option("--out", args->out, "Output folder (checkpoints, config.yaml, log.jsonl)")->capture_default_str();
+  cmd->add_flag("--resume", args->resume, "Continue from <out>/last.pt");
+  cmd->add_option("--device", args->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--stop-after", args->stop_after, "Stop (with a checkpoint) after this many iterations in total");
+  cmd->add_option("--threads", args->threads, "CPU threads (0: LibTorch default)");
+  cmd->add_flag("--quiet", args->quiet, "No log lines on stdout (log.jsonl is still written)");
+  cmd->callback([args] { run_train(*args); });
+}
+
+}  // namespace
+
+PSEARCH_REGISTER_COMMAND(32, add_train_command);
+
+}  // namespace psearch::cli

@@ -1,0 +1,337 @@
+#include "psearch/engine/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <ATen/ops/tensor.h>
+#include <ATen/ops/zeros.h>
+#include <sys/stat.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/sgd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include "psearch/data/cuhk_sysu.h"
+#include "psearch/data/image_io.h"
+#include "psearch/data/prw.h"
+#include "psearch/engine/training_checkpoint.h"
+#include "psearch/engine/two_stage_builder.h"
+#include "psearch/util/atomic_file.h"
+
+namespace psearch::engine {
+namespace {
+
+namespace ms = psearch::modeling;
+
+std::atomic<bool> g_stop_requested{false};
+extern "C" void request_stop(int) { g_stop_requested = true; }
+
+/// Installs SIGINT / SIGTERM handlers for the lifetime of a training run: the run finishes
+/// its iteration, writes a checkpoint and returns.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_requested = false;
+    previous_int_ = std::signal(SIGINT, request_stop);
+    previous_term_ = std::signal(SIGTERM, request_stop);
+  }
+  ~StopSignals() {
+    std::signal(SIGINT, previous_int_);
+    std::signal(SIGTERM, previous_term_);
+  }
+
+ private:
+  void (*previous_int_)(int);
+  void (*previous_term_)(int);
+};
+
+data::TrainSplit load_train_split(const config::DatasetConfig& d) {
+  if (d.name == "prw") return data::load_prw_train(d.root);
+  return data::load_cuhk_sysu_train(d.root);
+}
+
+/// The learning-rate schedule and checkpoint cadence in iterations.
+struct Schedule {
+  int64_t per_epoch = 1, total = 1, warmup = 0, checkpoint_every = 1;
+  std::vector<int64_t> milestones;
+  double base_lr = 0, warmup_factor = 1, gamma = 0.1;
+
+  /// Multiplier of the base learning rate at iteration `it` (0-based): torchvision's linear
+  /// warm-up (warmup_factor rising to 1), then gamma per milestone passed.
+  double factor(int64_t it) const {
+    double f = 1.0;
+    if (it < warmup) {
+      const double alpha = static_cast<double>(it) / static_cast<double>(warmup);
+      f = warmup_factor * (1 - alpha) + alpha;
+    }
+    for (int64_t m : milestones)
+      if (it >= m) f *= gamma;
+    return f;
+  }
+};
+
+Schedule make_schedule(const config::TrainConfig& t, int64_t num_images) {
+  Schedule s;
+  s.per_epoch = (num_images + t.batch_size - 1) / t.batch_size;
+  const int64_t unit = t.unit == "epoch" ? s.per_epoch : 1;
+  s.total = t.length * unit;
+  s.warmup = t.warmup * unit;
+  s.checkpoint_every = std::max<int64_t>(1, t.checkpoint_every * unit);
+  for (int64_t m : t.milestones) s.milestones.push_back(m * unit);
+  s.base_lr = t.lr;
+  s.warmup_factor = t.warmup_factor;
+  s.gamma = t.gamma;
+  return s;
+}
+
+/// Image order of an epoch: a permutation that depends only on (seed, epoch), so a resumed
+/// run sees the same batches.
+std::vector<int64_t> epoch_order(int64_t num_images, int64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(num_images);
+  for (int64_t i = 0; i < num_images; ++i) order[i] = i;
+  std::mt19937_64 rng(static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(epoch));
+  std::shuffle(order.begin(), order.end(), rng);
+  return order;
+}
+
+struct Batch {
+  std::vector<at::Tensor> images;
+  std::vector<ms::TrainingTarget> targets;
+};
+
+/// Images `it` of the schedule, decoded, flipped (one draw per image from a generator
+/// seeded by (seed, iteration)) and moved to `device`.
+Batch load_batch(const data::TrainSplit& split, const Schedule& schedule, const config::TrainConfig& t,
+                 int64_t iteration, c10::Device device) {
+  const int64_t n = static_cast<int64_t>(split.images.size());
+  const std::vector<int64_t> order = epoch_order(n, t.seed, iteration / schedule.per_epoch);
+  const int64_t begin = (iteration % schedule.per_epoch) * t.batch_size;
+  const int64_t end = std::min(n, begin + t.batch_size);
+  at::Generator flips = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(t.seed) * 1000003ULL +
+                                                                 static_cast<uint64_t>(iteration));
+  Batch batch;
+  for (int64_t k = begin; k < end; ++k) {
+    const data::ImageRecord& record = split.images[order[k]];
+    std::vector<float> coords;
+    std::vector<int64_t> pids;
+    for (const auto& p : record.persons) {
+      coords.insert(coords.end(), p.box.begin(), p.box.end());
+      pids.push_back(p.pid);
+    }
+    at::Tensor boxes = coords.empty() ? at::zeros({0, 4}) : at::tensor(coords).view({-1, 4});
+    at::Tensor image = data::read_image(record.path);
+    if (t.flip) {
+      ms::FlipResult f = ms::random_hflip(image, boxes, 0.5, flips);
+      image = f.image, boxes = f.boxes;
+    }
+    batch.images.push_back(image.to(device));
+    batch.targets.push_back({boxes.to(device), at::tensor(pids, at::kLong).view({-1}).to(device)});
+  }
+  return batch;
+}
+
+/// SGD with two parameter groups: weights (weight_decay, lr) and biases
+/// (weight_decay_bias, lr * bias_lr_factor). Frozen parameters are left out.
+std::unique_ptr<torch::optim::SGD> make_optimizer(ms::TwoStageModelImpl& model, const config::TrainConfig& t) {
+  std::vector<at::Tensor> weights, biases;
+  for (const auto& item : model.named_parameters()) {
+    if (!item.value().requires_grad()) continue;
+    const std::string& name = item.key();
+    const bool bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    (bias ? biases : weights).push_back(item.value());
+  }
+  auto options = [&](double lr_factor, double decay) {
+    return std::make_unique<torch::optim::SGDOptions>(
+        torch::optim::SGDOptions(t.lr * lr_factor).momentum(t.momentum).weight_decay(decay));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(weights, options(1.0, t.weight_decay));
+  groups.emplace_back(biases, options(t.bias_lr_factor, t.weight_decay_bias));
+  return std::make_unique<torch::optim::SGD>(groups, torch::optim::SGDOptions(t.lr));
+}
+
+void set_learning_rate(torch::optim::SGD& sgd, const config::TrainConfig& t, double factor) {
+  auto& groups = sgd.param_groups();
+  static_cast<torch::optim::SGDOptions&>(groups[0].options()).lr(t.lr * factor);
+  static_cast<torch::optim::SGDOptions&>(groups[1].options()).lr(t.lr * t.bias_lr_factor * factor);
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<int64_t>(std::llround(std::max(0.0, seconds)));
+  std::ostringstream out;
+  if (s >= 3600) out << s / 3600 << "h" << std::setw(2) << std::setfill('0') << (s % 3600) / 60 << "m";
+  else if (s >= 60) out << s / 60 << "m" << std::setw(2) << std::setfill('0') << s % 60 << "s";
+  else out << s << "s";
+  return out.str();
+}
+
+bool file_exists(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0;
+}
+
+/// Short names of the loss terms for log lines, in print order.
+const std::vector<std::pair<std::string, std::string>>& loss_terms() {
+  static const std::vector<std::pair<std::string, std::string>> terms = {
+      {"loss_objectness", "obj"}, {"loss_rpn_box_reg", "rpn_box"}, {"loss_box_reg", "box"},
+      {"loss_detection", "det"},  {"loss_reid", "reid"}};
+  return terms;
+}
+
+class Trainer {
+ public:
+  Trainer(const config::Config& config, const TrainOptions& options) : config_(config), options_(options) {}
+
+  TrainResult run() {
+    const auto start = std::chrono::steady_clock::now();
+    split_ = load_train_split(config_.dataset);
+    if (split_.images.empty()) throw std::runtime_error(config_.dataset.root + ": the training split has no images");
+    schedule_ = make_schedule(config_.train, static_cast<int64_t>(split_.images.size()));
+    build();
+    const std::string last = options_.out_dir + "/last.pt";
+    int64_t iteration = options_.resume ? resume(last) : 0;
+    if (!options_.resume) util::write_text_atomically(options_.out_dir + "/config.yaml", config::to_yaml(config_));
+
+    const int64_t stop = options_.stop_after >= 0 ? std::min(options_.stop_after, schedule_.total) : schedule_.total;
+    StopSignals signals;
+    TrainResult result;
+    result.total_iterations = schedule_.total;
+    const int64_t first = iteration;
+    model_->train();
+    log_header(first, stop);
+    while (iteration < stop && !g_stop_requested) {
+      result.last_loss = step(iteration);
+      ++iteration;
+      const double elapsed = seconds_since(start);
+      if (iteration % config_.train.log_every == 0 || iteration == stop)
+        log(iteration, elapsed / static_cast<double>(iteration - first), result.last_loss);
+      if (iteration % schedule_.checkpoint_every == 0 && iteration < stop) save(last, iteration);
+    }
+    result.interrupted = g_stop_requested;
+    result.iterations = iteration;
+    save(last, iteration);
+    result.checkpoint = last;
+    if (iteration == schedule_.total) {
+      save(options_.out_dir + "/final.pt", iteration);
+      result.checkpoint = options_.out_dir + "/final.pt";
+    }
+    result.seconds = seconds_since(start);
+    return result;
+  }
+
+ private:
+  static double seconds_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  }
+
+  void build() {
+    at::manual_seed(static_cast<uint64_t>(config_.train.seed));
+    model_ = build_two_stage_model(config_, split_.num_labeled_ids);
+    if (!config_.train.init_from.empty()) init_from_checkpoint(*model_, config_.train.init_from);
+    else if (!config_.model.backbone.weights.empty()) load_imagenet_backbone(*model_, config_.model.backbone.weights);
+    model_->to(options_.device);
+    optimizer_ = make_optimizer(*model_, config_.train);
+  }
+
+  /// Restores everything from `path`; returns the iteration to continue from.
+  int64_t resume(const std::string& path) {
+    if (!file_exists(path)) throw std::runtime_error(path + ": no checkpoint to resume from");
+    CheckpointContents c = load_checkpoint(path, optimizer_.get());
+    const config::Config saved = config::parse_config(c.config_yaml, path + " (embedded config)");
+    if (saved != config_)
+      throw std::runtime_error(path + ": was written with a different config (see " + options_.out_dir +
+                               "/config.yaml); resume with the same config and overrides");
+    checkpoint::load_state_dict(*model_, c.state, checkpoint::Strictness::kStrict, path);
+    if (c.rng_state.defined()) {
+      at::Generator generator = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(generator.mutex());
+      generator.set_state(c.rng_state);
+    }
+    return c.iteration;
+  }
+
+  void save(const std::string& path, int64_t iteration) {
+    CheckpointContents c;
+    c.model_type = config_.model.type;
+    c.config_yaml = config::to_yaml(config_);
+    c.iteration = iteration;
+    c.num_pids = model_->options().oim.num_pids();
+    c.state = model_state(*model_);
+    c.rng_state = at::detail::getDefaultCPUGenerator().get_state();
+    save_checkpoint(path, c, optimizer_.get());
+  }
+
+  /// One iteration; returns the total loss.
+  double step(int64_t iteration) {
+    const double factor = schedule_.factor(iteration);
+    set_learning_rate(*optimizer_, config_.train, factor);
+    Batch batch = load_batch(split_, schedule_, config_.train, iteration, options_.device);
+    losses_ = model_->forward_train(batch.images, batch.targets);
+    const double total = losses_.at("loss").item<double>();
+    if (!std::isfinite(total))
+      throw std::runtime_error("training diverged: the loss is " + std::to_string(total) + " at iteration " +
+                               std::to_string(iteration + 1) + " (the last checkpoint is kept)");
+    optimizer_->zero_grad();
+    losses_.at("loss").backward();
+    if (config_.train.clip_grad_norm > 0)
+      torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.train.clip_grad_norm);
+    optimizer_->step();
+    lr_ = config_.train.lr * factor;
+    return total;
+  }
+
+  void log_header(int64_t first, int64_t stop) const {
+    if (!options_.verbose) return;
+    std::cout << "training " << config_.model.type << " on " << split_.images.size() << " images ("
+              << split_.num_labeled_ids << " labeled identities), " << schedule_.per_epoch << " iterations/epoch, "
+              << (first > 0 ? "resuming at " + std::to_string(first) + ", " : std::string()) << "until iteration "
+              << stop << " of " << schedule_.total << std::endl;
+  }
+
+  void log(int64_t iteration, double seconds_per_iteration, double total) {
+    const double eta = seconds_per_iteration * static_cast<double>(schedule_.total - iteration);
+    nlohmann::json line = {{"iteration", iteration}, {"epoch", static_cast<double>(iteration) / schedule_.per_epoch},
+                           {"loss", total}, {"lr", lr_}, {"seconds_per_iteration", seconds_per_iteration}};
+    std::ostringstream text;
+    text << std::fixed << "it " << iteration << "/" << schedule_.total << " ep " << std::setprecision(2)
+         << static_cast<double>(iteration) / schedule_.per_epoch << " | loss " << std::setprecision(4) << total << " (";
+    for (const auto& [key, name] : loss_terms()) {
+      const double v = losses_.at(key).item<double>();
+      line[key] = v;
+      text << (name == "obj" ? "" : " ") << name << " " << std::setprecision(4) << v;
+    }
+    text << ") | lr " << std::scientific << std::setprecision(2) << lr_ << std::fixed << " | " << std::setprecision(3)
+         << seconds_per_iteration << " s/it | ETA " << format_duration(eta);
+    if (options_.verbose) std::cout << text.str() << std::endl;
+    std::ofstream(options_.out_dir + "/log.jsonl", std::ios::app) << line.dump() << "\n";
+  }
+
+  config::Config config_;
+  TrainOptions options_;
+  data::TrainSplit split_;
+  Schedule schedule_;
+  ms::TwoStageModel model_{nullptr};
+  std::unique_ptr<torch::optim::SGD> optimizer_;
+  std::map<std::string, at::Tensor> losses_;
+  double lr_ = 0;
+};
+
+}  // namespace
+
+TrainResult train_two_stage(const config::Config& config, const TrainOptions& options) {
+  return Trainer(config, options).run();
+}
+
+}  // namespace psearch::engine
