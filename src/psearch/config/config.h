@@ -86,6 +86,7 @@ struct RoiHeadsConfig {
   double positive_fraction = 0.5;
   std::vector<double> bbox_reg_weights{10.0, 10.0, 5.0, 5.0};
   bool bbox_reg_bn = true;
+  std::string feature_pool = "avg";
 
   template <class V>
   void visit(V& v) {
@@ -98,6 +99,8 @@ struct RoiHeadsConfig {
     v("positive_fraction", positive_fraction, "largest share of persons among the sampled proposals");
     v("bbox_reg_weights", bbox_reg_weights, "(wx, wy, ww, wh) of the head's box coder");
     v("bbox_reg_bn", bbox_reg_bn, "BatchNorm1d after the box regression FC");
+    v.choice("feature_pool", feature_pool, {"avg", "max"},
+             "pooling of RoI maps into vectors (box regressor, NAE/OIM embedding): avg = paper's GAP, max = official NAE4PS code");
   }
 };
 

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -285,8 +286,11 @@ class Trainer {
                                std::to_string(iteration + 1) + " (the last checkpoint is kept)");
     optimizer_->zero_grad();
     losses_.at("loss").backward();
-    if (config_.train.clip_grad_norm > 0)
-      torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.train.clip_grad_norm);
+    // The norm before clipping is logged: a run whose norm always exceeds the bound is
+    // effectively trained with a smaller learning rate.
+    grad_norm_ = torch::nn::utils::clip_grad_norm_(
+        model_->parameters(),
+        config_.train.clip_grad_norm > 0 ? config_.train.clip_grad_norm : std::numeric_limits<double>::infinity());
     optimizer_->step();
     lr_ = config_.train.lr * factor;
     return total;
@@ -303,7 +307,7 @@ class Trainer {
   void log(int64_t iteration, double seconds_per_iteration, double total) {
     const double eta = seconds_per_iteration * static_cast<double>(schedule_.total - iteration);
     nlohmann::json line = {{"iteration", iteration}, {"epoch", static_cast<double>(iteration) / schedule_.per_epoch},
-                           {"loss", total}, {"lr", lr_}, {"seconds_per_iteration", seconds_per_iteration}};
+                           {"loss", total}, {"lr", lr_}, {"grad_norm", grad_norm_}, {"seconds_per_iteration", seconds_per_iteration}};
     std::ostringstream text;
     text << std::fixed << "it " << iteration << "/" << schedule_.total << " ep " << std::setprecision(2)
          << static_cast<double>(iteration) / schedule_.per_epoch << " | loss " << std::setprecision(4) << total << " (";
@@ -312,7 +316,8 @@ class Trainer {
       line[key] = v;
       text << (name == "obj" ? "" : " ") << name << " " << std::setprecision(4) << v;
     }
-    text << ") | lr " << std::scientific << std::setprecision(2) << lr_ << std::fixed << " | " << std::setprecision(3)
+    text << ") | grad " << std::setprecision(2) << grad_norm_ << " | lr " << std::scientific << std::setprecision(2)
+         << lr_ << std::fixed << " | " << std::setprecision(3)
          << seconds_per_iteration << " s/it | ETA " << format_duration(eta);
     if (options_.verbose) std::cout << text.str() << std::endl;
     std::ofstream(options_.out_dir + "/log.jsonl", std::ios::app) << line.dump() << "\n";
@@ -326,6 +331,7 @@ class Trainer {
   std::unique_ptr<torch::optim::SGD> optimizer_;
   std::map<std::string, at::Tensor> losses_;
   double lr_ = 0;
+  double grad_norm_ = 0;
 };
 
 }  // namespace

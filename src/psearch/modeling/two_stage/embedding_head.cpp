@@ -1,5 +1,6 @@
 #include "psearch/modeling/two_stage/embedding_head.h"
 
+#include <ATen/ops/amax.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/upsample_bilinear2d.h>
 #include <c10/util/Exception.h>
@@ -61,8 +62,10 @@ at::Tensor EmbeddingHeadImpl::forward(const at::Tensor& res4, const at::Tensor& 
     TORCH_CHECK(res4.dim() == 4 && res4.size(1) == options_.res4_channels() && res4.size(0) == res5.size(0),
                 "EmbeddingHead: res4 must be [K, ", options_.res4_channels(), ", R, R], got ", res4.sizes());
   if (!options_.pixel_wise()) {
-    at::Tensor x = proj_res5_->forward(res5.mean({2, 3}));
-    if (options_.fuse_res4()) x = at::cat({proj_res4_->forward(res4.mean({2, 3})), x}, 1);
+    const bool max = options_.feature_pool() == "max";
+    auto pool = [max](const at::Tensor& map) { return max ? map.amax({2, 3}) : map.mean({2, 3}); };
+    at::Tensor x = proj_res5_->forward(pool(res5));
+    if (options_.fuse_res4()) x = at::cat({proj_res4_->forward(pool(res4)), x}, 1);
     return x;
   }
   at::Tensor x = proj_res5_->forward(res5);

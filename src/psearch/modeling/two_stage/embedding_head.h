@@ -41,6 +41,8 @@ struct EmbeddingHeadOptions {
   TORCH_ARG(bool, fuse_res4) = true;
   /// NAE+: 1x1 convs giving a d x k x k map per RoI instead of FCs giving a d vector.
   TORCH_ARG(bool, pixel_wise) = false;
+  /// Vector form: "avg" (GAP, the paper) or "max" (the official NAE4PS code) over each map.
+  TORCH_ARG(std::string, feature_pool) = "avg";
 };
 
 class EmbeddingHeadImpl : public torch::nn::Module {

@@ -2,6 +2,7 @@
 
 #include <ATen/TensorIndexing.h>
 #include <ATen/core/Reduction.h>
+#include <ATen/ops/amax.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/cross_entropy_loss.h>
@@ -47,7 +48,8 @@ RoIBoxHeadOptions roi_box_head_options_from_config(const config::RoiHeadsConfig&
       .bbox_reg_weights(c.bbox_reg_weights)
       .pooler_resolution(c.pooler_resolution)
       .sampling_ratio(c.sampling_ratio)
-      .bbox_reg_bn(c.bbox_reg_bn);
+      .bbox_reg_bn(c.bbox_reg_bn)
+      .feature_pool(c.feature_pool);
 }
 
 RoISamples select_training_samples(const std::vector<at::Tensor>& proposals, const std::vector<at::Tensor>& gt_boxes,
@@ -193,6 +195,8 @@ std::vector<RoIDetections> postprocess_detections_from_probs(const at::Tensor& c
 RoIBoxHeadImpl::RoIBoxHeadImpl(nn::Sequential head, int64_t out_channels, const RoIBoxHeadOptions& options)
     : options_(options) {
   TORCH_CHECK(options.num_classes() >= 2, "RoIBoxHead: num_classes counts background, needs >= 2");
+  TORCH_CHECK(options.feature_pool() == "avg" || options.feature_pool() == "max",
+              "RoIBoxHead: feature_pool must be avg or max, got ", options.feature_pool());
   head_ = register_module("head", std::move(head));
   if (options.with_classifier())
     cls_score_ = register_module("cls_score", nn::Linear(out_channels, options.num_classes()));
@@ -227,7 +231,7 @@ RoIBoxHeadOutput RoIBoxHeadImpl::forward(const at::Tensor& features, const std::
   RoIBoxHeadOutput out;
   out.pooled = pool(features, proposals);
   out.maps = head_->forward(out.pooled);
-  out.features = out.maps.mean({2, 3});
+  out.features = options_.feature_pool() == "max" ? out.maps.amax({2, 3}) : out.maps.mean({2, 3});
   if (cls_score_) out.class_logits = cls_score_->forward(out.features);
   out.box_regression = bbox_pred_->forward(out.features);
   // BatchNorm1d needs more than one row in training; one RoI passes through unnormalised

@@ -56,6 +56,9 @@ struct RoIBoxHeadOptions {
   TORCH_ARG(bool, aligned) = false;
   /// Classes including background (2 for person search: background, person).
   TORCH_ARG(int64_t, num_classes) = 2;
+  /// How the conv5 map becomes the vector the predictor sees: "avg" (global average
+  /// pooling, the paper's GAP) or "max" (what the official NAE4PS code does).
+  TORCH_ARG(std::string, feature_pool) = "avg";
   /// Whether the head has its own classifier (cls_score). OIM-base scores persons with it;
   /// NAE and NAE+ score them with the embedding norm instead and have none.
   TORCH_ARG(bool, with_classifier) = true;
@@ -132,7 +135,7 @@ std::vector<RoIDetections> postprocess_detections_from_probs(const at::Tensor& c
 struct RoIBoxHeadOutput {
   at::Tensor pooled;          ///< [K, C4, R, R] RoIAlign of C4 (R = pooler_resolution)
   at::Tensor maps;            ///< [K, D, r, r] conv5 head output (r = R / 2 for ResNet layer4)
-  at::Tensor features;        ///< [K, D] maps averaged over space (D = 2048 for ResNet-50)
+  at::Tensor features;        ///< [K, D] maps pooled over space (feature_pool; D = 2048 for ResNet-50)
   at::Tensor class_logits;    ///< [K, num_classes]; undefined without a classifier
   at::Tensor box_regression;  ///< [K, 4 * num_classes]
 };

@@ -101,7 +101,10 @@ TwoStageOptions two_stage_options_from_config(const config::Config& c, int64_t n
                     .score_thresh(c.inference.score_thresh)
                     .nms_thresh(c.inference.nms_thresh)
                     .detections_per_img(c.inference.detections_per_img);
-  o.embedding = EmbeddingHeadOptions().dim(m.embedding.dim).fuse_res4(m.embedding.fuse_res4);
+  o.embedding = EmbeddingHeadOptions()
+                    .dim(m.embedding.dim)
+                    .fuse_res4(m.embedding.fuse_res4)
+                    .feature_pool(m.roi_heads.feature_pool);
   o.pixel_size = m.embedding.pixel_size;
   o.oim.num_features(m.embedding.dim)
       .num_cq_size(m.oim.queue_size)
