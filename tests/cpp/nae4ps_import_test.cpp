@@ -58,7 +58,7 @@ TEST(Nae4psImport, EveryOfficialTensorLandsWhereTheKeyMapSays) {
 TEST(Nae4psImport, UnknownKeysAndOtherFilesAreRefused) {
   auto model = official_like_nae(7, ms::NormKind::kFrozen);
   checkpoint::TensorMap state = checkpoint::load_tensors(test::fixture("nae4ps_checkpoint.pth"));
-  state["roi_heads.mystery.weight"] = state.begin()->second;
+  state["model.roi_heads.mystery.weight"] = state.begin()->second;
   try {
     map_nae4ps_state(state, *model, "x.pth");
     FAIL() << "no error";
