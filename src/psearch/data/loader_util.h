@@ -1,10 +1,10 @@
 #pragma once
 /// Helpers shared by the CUHK-SYSU and PRW loaders (internal to src/psearch/data).
-#include <sys/stat.h>
-
 #include <cmath>
 #include <stdexcept>
 #include <string>
+
+#include "psearch/util/file_status.h"
 
 namespace psearch::data::detail {
 
@@ -12,17 +12,8 @@ namespace psearch::data::detail {
 /// survive the conversion to float boxes exactly).
 constexpr double kMaxCoordinate = 1e7;
 
-// File checks use POSIX stat(), not std::filesystem: libtorch.so exports its own copies of
-// std::filesystem functions, which the dynamic linker prefers in every binary linked with
-// LibTorch, and some of them crash (remove_all calls a null weak symbol).
-inline bool is_regular_file(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-inline bool is_directory(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
+using util::is_directory;
+using util::is_regular_file;
 
 inline std::string join_path(const std::string& root, const std::string& relative) {
   if (root.empty()) return relative;

@@ -12,6 +12,7 @@
 
 #include "psearch/data/loader_util.h"
 #include "psearch/data/mat_file.h"
+#include "psearch/util/strings.h"
 
 namespace psearch::data {
 namespace {
@@ -22,12 +23,8 @@ using detail::quote_name;
 constexpr double kUnlabeledId = -2.0;
 const std::vector<std::string> kAnnotationVariables = {"box_new", "anno_file", "anno_previous"};
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 /// "c1s1_000151" or "c1s1_000151.jpg" -> "c1s1_000151.jpg".
-std::string image_name(const std::string& frame) { return ends_with(frame, ".jpg") ? frame : frame + ".jpg"; }
+std::string image_name(const std::string& frame) { return util::ends_with(frame, ".jpg") ? frame : frame + ".jpg"; }
 
 /// Reads the frames of one split with their boxes. Labeled boxes carry their raw PRW id.
 std::vector<ImageRecord> load_frames(const std::string& root, const std::string& list_file, const std::string& variable,

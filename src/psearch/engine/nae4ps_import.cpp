@@ -8,14 +8,13 @@
 #include <vector>
 
 #include "psearch/checkpoint/state_dict.h"
+#include "psearch/util/strings.h"
 
 namespace psearch::engine {
 namespace {
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
+using util::ends_with;
+using util::starts_with;
 
 /// Prefix renames, first match wins; an empty target drops the key.
 const std::vector<std::pair<std::string, std::string>>& renames() {

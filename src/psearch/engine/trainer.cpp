@@ -4,7 +4,6 @@
 #include <ATen/Context.h>
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
-#include <sys/stat.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/sgd.h>
 
@@ -30,6 +29,8 @@
 #include "psearch/engine/training_checkpoint.h"
 #include "psearch/engine/two_stage_builder.h"
 #include "psearch/util/atomic_file.h"
+#include "psearch/util/file_status.h"
+#include "psearch/util/strings.h"
 
 namespace psearch::engine {
 namespace {
@@ -149,9 +150,7 @@ std::unique_ptr<torch::optim::SGD> make_optimizer(ms::TwoStageModelImpl& model, 
   std::vector<at::Tensor> weights, biases;
   for (const auto& item : model.named_parameters()) {
     if (!item.value().requires_grad()) continue;
-    const std::string& name = item.key();
-    const bool bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-    (bias ? biases : weights).push_back(item.value());
+    (util::ends_with(item.key(), ".bias") ? biases : weights).push_back(item.value());
   }
   auto options = [&](double lr_factor, double decay) {
     return std::make_unique<torch::optim::SGDOptions>(
@@ -176,11 +175,6 @@ std::string format_duration(double seconds) {
   else if (s >= 60) out << s / 60 << "m" << std::setw(2) << std::setfill('0') << s % 60 << "s";
   else out << s << "s";
   return out.str();
-}
-
-bool file_exists(const std::string& path) {
-  struct stat info {};
-  return ::stat(path.c_str(), &info) == 0;
 }
 
 /// Short names of the loss terms for log lines, in print order.
@@ -248,7 +242,7 @@ class Trainer {
 
   /// Restores everything from `path`; returns the iteration to continue from.
   int64_t resume(const std::string& path) {
-    if (!file_exists(path)) throw std::runtime_error(path + ": no checkpoint to resume from");
+    if (!util::is_regular_file(path)) throw std::runtime_error(path + ": no checkpoint to resume from");
     CheckpointContents c = load_checkpoint(path, optimizer_.get());
     const config::Config saved = config::parse_config(c.config_yaml, path + " (embedded config)");
     if (saved != config_)

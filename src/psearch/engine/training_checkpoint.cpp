@@ -3,7 +3,6 @@
 #include <ATen/core/Dict.h>
 #include <ATen/core/ivalue.h>
 #include <c10/util/Exception.h>
-#include <sys/stat.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
@@ -11,6 +10,7 @@
 #include <stdexcept>
 
 #include "psearch/util/atomic_file.h"
+#include "psearch/util/file_status.h"
 
 namespace psearch::engine {
 namespace {
@@ -50,8 +50,7 @@ void save_checkpoint(const std::string& path, const CheckpointContents& contents
 }
 
 CheckpointContents load_checkpoint(const std::string& path, torch::optim::Optimizer* optimizer) {
-  struct stat info {};
-  if (::stat(path.c_str(), &info) != 0) throw std::runtime_error(path + ": no such checkpoint file");
+  if (!util::is_regular_file(path)) throw std::runtime_error(path + ": no such checkpoint file");
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path);

@@ -4,13 +4,12 @@
 
 #include "psearch/checkpoint/state_dict.h"
 #include "psearch/engine/training_checkpoint.h"
+#include "psearch/util/strings.h"
 
 namespace psearch::engine {
 namespace {
 
 namespace ms = psearch::modeling;
-
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
 /// Loads `state` into `model` strictly, with the file named in the error.
 void load_strict(ms::TwoStageModelImpl& model, const checkpoint::TensorMap& state, const std::string& path) {
@@ -30,7 +29,7 @@ void load_imagenet_backbone(ms::TwoStageModelImpl& model, const std::string& pat
   ms::load_torchvision_resnet(*full, path, checkpoint::Strictness::kStrict);
   checkpoint::TensorMap trunk;
   for (const auto& [name, tensor] : checkpoint::TensorMap(engine::model_state(*full))) {
-    const std::string target = starts_with(name, "layer4.") ? "roi_heads.head." + name.substr(7) : "backbone." + name;
+    const std::string target = util::starts_with(name, "layer4.") ? "roi_heads.head." + name.substr(7) : "backbone." + name;
     trunk[target] = tensor;
   }
   const checkpoint::LoadReport report =

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "psearch/modeling/layers/frozen_batch_norm.h"
+#include "psearch/util/strings.h"
 
 namespace psearch::modeling {
 namespace {
@@ -177,9 +178,8 @@ checkpoint::LoadReport load_torchvision_resnet(ResNetImpl& model, const std::str
   const std::string counter = ".num_batches_tracked";
   for (auto it = state.begin(); it != state.end();) {
     const std::string& key = it->first;
-    const bool classifier = key.rfind("fc.", 0) == 0;
-    const bool bn_counter = frozen && key.size() > counter.size() &&
-                            key.compare(key.size() - counter.size(), counter.size(), counter) == 0;
+    const bool classifier = util::starts_with(key, "fc.");
+    const bool bn_counter = frozen && key.size() > counter.size() && util::ends_with(key, counter);
     it = (classifier || bn_counter) ? state.erase(it) : std::next(it);
   }
   return checkpoint::load_state_dict(model, state, strictness, path);
