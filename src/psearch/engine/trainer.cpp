@@ -113,12 +113,12 @@ struct Batch {
   std::vector<ms::TrainingTarget> targets;
 };
 
-/// Images `it` of the schedule, decoded, flipped (one draw per image from a generator
-/// seeded by (seed, iteration)) and moved to `device`.
-Batch load_batch(const data::TrainSplit& split, const Schedule& schedule, const config::TrainConfig& t,
-                 int64_t iteration, c10::Device device) {
-  const int64_t n = static_cast<int64_t>(split.images.size());
-  const std::vector<int64_t> order = epoch_order(n, t.seed, iteration / schedule.per_epoch);
+/// The images of iteration `iteration` (positions in `order`, its epoch's image order),
+/// decoded, flipped (one draw per image from a generator seeded by (seed, iteration)) and
+/// moved to `device`.
+Batch load_batch(const data::TrainSplit& split, const std::vector<int64_t>& order, const Schedule& schedule,
+                 const config::TrainConfig& t, int64_t iteration, c10::Device device) {
+  const int64_t n = static_cast<int64_t>(order.size());
   const int64_t begin = (iteration % schedule.per_epoch) * t.batch_size;
   const int64_t end = std::min(n, begin + t.batch_size);
   at::Generator flips = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(t.seed) * 1000003ULL +
@@ -272,7 +272,12 @@ class Trainer {
   double step(int64_t iteration) {
     const double factor = schedule_.factor(iteration);
     set_learning_rate(*optimizer_, config_.train, factor);
-    Batch batch = load_batch(split_, schedule_, config_.train, iteration, options_.device);
+    const int64_t epoch = iteration / schedule_.per_epoch;
+    if (epoch != order_epoch_) {
+      order_ = epoch_order(static_cast<int64_t>(split_.images.size()), config_.train.seed, epoch);
+      order_epoch_ = epoch;
+    }
+    Batch batch = load_batch(split_, order_, schedule_, config_.train, iteration, options_.device);
     losses_ = model_->forward_train(batch.images, batch.targets);
     const double total = losses_.at("loss").item<double>();
     if (!std::isfinite(total))
@@ -321,6 +326,8 @@ class Trainer {
   TrainOptions options_;
   data::TrainSplit split_;
   Schedule schedule_;
+  std::vector<int64_t> order_;  ///< image order of epoch order_epoch_
+  int64_t order_epoch_ = -1;
   ms::TwoStageModel model_{nullptr};
   std::unique_ptr<torch::optim::SGD> optimizer_;
   std::map<std::string, at::Tensor> losses_;

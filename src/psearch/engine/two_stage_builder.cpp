@@ -28,7 +28,7 @@ void load_imagenet_backbone(ms::TwoStageModelImpl& model, const std::string& pat
   ms::ResNet full(options.last_stage("C5"));
   ms::load_torchvision_resnet(*full, path, checkpoint::Strictness::kStrict);
   checkpoint::TensorMap trunk;
-  for (const auto& [name, tensor] : checkpoint::TensorMap(engine::model_state(*full))) {
+  for (const auto& [name, tensor] : model_state(*full)) {
     const std::string target = util::starts_with(name, "layer4.") ? "roi_heads.head." + name.substr(7) : "backbone." + name;
     trunk[target] = tensor;
   }
