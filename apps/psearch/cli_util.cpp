@@ -1,5 +1,6 @@
 #include "cli_util.h"
 
+#include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
 #include <stdexcept>
@@ -16,6 +17,14 @@ c10::Device parse_device(const std::string& text) {
   if (device.is_cuda() && !torch::cuda::is_available())
     throw std::runtime_error("device '" + text + "' requested but no CUDA GPU is available");
   return device;
+}
+
+CLI::Option* add_threads_option(CLI::App* cmd, int& threads, const std::string& doc) {
+  return cmd->add_option("--threads", threads, doc)->check(CLI::Range(0, kMaxThreads));
+}
+
+void apply_threads(int threads) {
+  if (threads > 0) at::set_num_threads(threads);
 }
 
 double median_ms(const std::function<void()>& fn, int repeat, int warmup, const c10::Device& device) {

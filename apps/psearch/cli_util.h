@@ -1,5 +1,6 @@
 #pragma once
 // Small helpers shared by the subcommands.
+#include <CLI/CLI.hpp>
 #include <c10/core/Device.h>
 
 #include <algorithm>
@@ -13,6 +14,17 @@ namespace psearch::cli {
 /// "cpu", "cuda" or "cuda:N"; a CUDA device on a machine without one is an error
 /// that says so instead of failing deep inside LibTorch.
 c10::Device parse_device(const std::string& text);
+
+/// The most CPU threads a command accepts: far above any machine's useful count, far below
+/// a number that would exhaust the process table.
+constexpr int kMaxThreads = 256;
+
+/// Adds --threads (0: LibTorch's default, else 1..kMaxThreads; anything else is a usage
+/// error) bound to `threads`. `doc` overrides the help text.
+CLI::Option* add_threads_option(CLI::App* cmd, int& threads, const std::string& doc = "CPU threads (0: LibTorch default)");
+
+/// Applies a --threads value to LibTorch's intra-op pool (0 leaves the default).
+void apply_threads(int threads);
 
 /// Runs `fn` `warmup` times untimed, then `repeat` times; returns the median in ms.
 /// Waits for the device after each run so GPU work is counted.

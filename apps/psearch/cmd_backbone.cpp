@@ -26,7 +26,7 @@ struct BackboneArgs {
 };
 
 void run_backbone(const BackboneArgs& args) {
-  if (args.threads > 0) at::set_num_threads(args.threads);
+  apply_threads(args.threads);
   const c10::Device device = parse_device(args.device);
   modeling::ResNet model(modeling::ResNetOptions().depth(std::stoi(args.arch.substr(6))));
   if (args.weights.empty()) {
@@ -64,11 +64,11 @@ void add_backbone_command(CLI::App& app) {
   cmd->add_option("--weights", args->weights, "torchvision checkpoint (state_dict saved by torch.save)")
       ->check(CLI::ExistingFile);
   cmd->add_flag("--non-strict", args->non_strict, "Load only the keys that match; report the rest");
-  cmd->add_option("--batch", args->batch, "Images per batch")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--batch", args->batch, "Images per batch")->check(CLI::Range(int64_t{1}, int64_t{1024}))->capture_default_str();
   cmd->add_option("--height", args->height, "Input height")->check(CLI::Range(32, 4096))->capture_default_str();
   cmd->add_option("--width", args->width, "Input width")->check(CLI::Range(32, 4096))->capture_default_str();
-  cmd->add_option("--repeat", args->repeat, "Timed runs")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--threads", args->threads, "CPU threads (0: LibTorch default)");
+  cmd->add_option("--repeat", args->repeat, "Timed runs")->check(CLI::Range(1, 100000))->capture_default_str();
+  add_threads_option(cmd, args->threads);
   cmd->add_option("--device", args->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->callback([args] { run_backbone(*args); });
 }

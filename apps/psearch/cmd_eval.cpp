@@ -66,7 +66,7 @@ evaluation::ResultsFile as_results(const data::SearchSplit& split, evaluation::S
 }
 
 void run_eval(const EvalSettings& settings, const ModelArgs& args) {
-  if (args.threads > 0) at::set_num_threads(args.threads);
+  apply_threads(args.threads);
   auto model = make_model(args);
   if (!model->has_detector() && !args.gt_boxes)
     throw std::runtime_error(model->name() + " has no detector: add --gt-boxes to embed the annotated boxes");
@@ -99,7 +99,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--device", args->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--seed", args->seed, "Seed of the random initialisation when no weights are given")
       ->capture_default_str();
-  cmd->add_option("--threads", args->threads, "CPU threads (0: LibTorch default)");
+  add_threads_option(cmd, args->threads);
   auto check = add_protocol_options(cmd, settings);
   cmd->callback([settings, args, check] {
     check();

@@ -9,6 +9,7 @@
 #include "psearch/engine/nae4ps_import.h"
 #include "psearch/engine/training_checkpoint.h"
 #include "psearch/engine/two_stage_builder.h"
+#include "psearch/util/file_status.h"
 
 namespace psearch::cli {
 namespace {
@@ -16,9 +17,12 @@ namespace {
 struct ImportArgs {
   std::string checkpoint, config, out;
   std::vector<std::string> overrides;
+  bool overwrite = false;
 };
 
 void run_import(const ImportArgs& args) {
+  if (util::is_regular_file(args.out) && !args.overwrite)
+    throw std::runtime_error(args.out + ": exists; choose another --out or replace it with --overwrite");
   const config::Config config = config::load_config(args.config, args.overrides);
   if (config.model.type == "oim")
     throw std::runtime_error(args.config + ": NAE4PS checkpoints hold NAE or NAE+ models, not model.type oim");
@@ -44,6 +48,7 @@ void add_import_command(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--out", args->out, "psearch checkpoint to write")->required();
   cmd->add_option("overrides", args->overrides, "KEY=VALUE config overrides");
+  cmd->add_flag("--overwrite", args->overwrite, "Replace an existing --out file");
   cmd->callback([args] { run_import(*args); });
 }
 

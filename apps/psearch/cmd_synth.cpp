@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "psearch/data/synth/synth.h"
 
@@ -74,13 +75,12 @@ void add_synth_command(CLI::App& app) {
       ->check(CLI::IsMember({"tiny", "small", "medium", "large"}))
       ->capture_default_str();
   cmd->add_option("--seed", args->seed, "Random seed; the same seed gives byte-identical files")->capture_default_str();
-  cmd->add_option("--images", args->images, "Number of images (overrides the preset)")->check(CLI::PositiveNumber);
+  cmd->add_option("--images", args->images, "Number of images (overrides the preset)")->check(CLI::Range(1, 1000000));
   cmd->add_option("--identities", args->identities, "Number of labeled identities (overrides the preset)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1000000));
   cmd->add_option("--cameras", args->cameras, "PRW cameras / CUHK-SYSU scenes (overrides the preset)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", args->threads, "Rendering threads (default: all cores); output does not depend on it")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1000000));
+  add_threads_option(cmd, args->threads, "Rendering threads (0: all cores); output does not depend on it");
   cmd->add_option("--preview", args->preview, "Also write a PNG contact sheet of a few frames with their boxes");
   cmd->add_flag("--force", args->force, "Write into a non-empty directory, replacing a previous dataset there");
   cmd->callback([args] { run_synth(*args); });

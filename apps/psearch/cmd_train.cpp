@@ -19,6 +19,7 @@ struct TrainArgs {
   std::vector<std::string> overrides;
   std::string out = "out/train";
   bool resume = false;
+  bool overwrite = false;
   std::string device = "cpu";
   int64_t stop_after = -1;
   int threads = 0;
@@ -26,11 +27,12 @@ struct TrainArgs {
 };
 
 void run_train(const TrainArgs& args) {
-  if (args.threads > 0) at::set_num_threads(args.threads);
+  apply_threads(args.threads);
   const config::Config config = config::load_config(args.config, args.overrides);
   engine::TrainOptions options;
   options.out_dir = args.out;
   options.resume = args.resume;
+  options.overwrite = args.overwrite;
   options.device = parse_device(args.device);
   options.stop_after = args.stop_after;
   options.verbose = !args.quiet;
@@ -47,10 +49,13 @@ void add_train_command(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("overrides", args->overrides, "KEY=VALUE config overrides, e.g. train.lr=0.001 dataset.root=data/PRW");
   cmd->add_option("--out", args->out, "Output folder (checkpoints, config.yaml, log.jsonl)")->capture_default_str();
-  cmd->add_flag("--resume", args->resume, "Continue from <out>/last.pt");
+  auto* resume = cmd->add_flag("--resume", args->resume, "Continue from <out>/last.pt");
+  cmd->add_flag("--overwrite", args->overwrite, "Start afresh in an --out folder that holds a run (removes its checkpoints and log)")
+      ->excludes(resume);
   cmd->add_option("--device", args->device, "cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--stop-after", args->stop_after, "Stop (with a checkpoint) after this many iterations in total");
-  cmd->add_option("--threads", args->threads, "CPU threads (0: LibTorch default)");
+  cmd->add_option("--stop-after", args->stop_after, "Stop (with a checkpoint) after this many iterations in total")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000000}));
+  add_threads_option(cmd, args->threads);
   cmd->add_flag("--quiet", args->quiet, "No log lines on stdout (log.jsonl is still written)");
   cmd->callback([args] { run_train(*args); });
 }

@@ -285,6 +285,8 @@ std::function<void()> add_protocol_options(CLI::App* cmd, const std::shared_ptr<
     } else if (args->all_gallery_sizes && args->subset != "none") {
       throw CLI::ValidationError(all->get_name(), "does not apply to a query subset");
     }
+    // Before the (possibly long) model run, not after it.
+    util::ensure_writable_directory(args->out);
   };
 }
 

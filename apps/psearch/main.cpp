@@ -12,17 +12,21 @@ constexpr int kRuntimeError = 1;
 
 /// Help and --version go to stdout with exit 0; every other parse problem becomes one
 /// line on stderr and exit 2, so scripts can tell a typo from a failed job.
-int report_parse_error(const CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
+int report_parse_error(const CLI::App& app, const CLI::ParseError& e) {
   if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
   std::string message = e.what();
-  // CLI11 reports an unknown subcommand as "arguments were not expected"; name it plainly.
-  if (argc > 1 && argv[1][0] != '-' && app.get_subcommands({}).size() > 0) {
-    bool known = false;
-    for (const auto* sub : app.get_subcommands({})) known |= sub->check_name(argv[1]);
-    if (!known) message = "unknown command '" + std::string(argv[1]) + "'";
-  }
   std::cerr << "psearch: error: " << message << " (see psearch --help)" << std::endl;
   return kUsageError;
+}
+
+/// The first argument when it names no command (a typo such as `psearch tarin --help`,
+/// which CLI11 would answer with the top-level help and exit 0); empty otherwise.
+std::string unknown_command(const CLI::App& app, int argc, char** argv) {
+  if (argc < 2 || argv[1][0] == '-') return {};
+  for (const auto* sub : app.get_subcommands({})) {
+    if (sub->check_name(argv[1])) return {};
+  }
+  return argv[1];
 }
 
 }  // namespace
@@ -33,10 +37,14 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.failure_message(CLI::FailureMessage::simple);
   for (const auto& add_command : psearch::cli::registered_commands()) add_command(app);
+  if (const std::string typo = unknown_command(app, argc, argv); !typo.empty()) {
+    std::cerr << "psearch: error: unknown command '" << typo << "' (see psearch --help)" << std::endl;
+    return kUsageError;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return report_parse_error(app, e, argc, argv);
+    return report_parse_error(app, e);
   } catch (const std::exception& e) {
     std::cerr << "psearch: error: " << e.what() << std::endl;
     return kRuntimeError;

@@ -164,7 +164,7 @@ TEST(Config, MalformedOverridesAreNamed) {
   EXPECT_EQ(error_of([] { parse_config("train:\n  lr: 0.1\n", "text", {"train.lr.x=1"}); }),
             "override 'train.lr.x=1': 'train.lr' is a value, not a section");
   EXPECT_EQ(error_of([] { parse_config("", "text", {"train.lr.x=1"}); }),
-            "override 'train.lr.x=1': key 'train.lr' must be a number, got {x: 1}");
+            "override 'train.lr.x=1': key 'train.lr' must be a finite number, got {x: 1}");
   EXPECT_EQ(error_of([] { parse_config("", "text", {"train=3"}); }),
             "override 'train=3': key 'train' must be a section (a mapping of keys), got '3'");
   EXPECT_EQ(error_of([] { parse_config("", "text", {"train.lrr=0.1"}); }),
@@ -217,8 +217,8 @@ TEST(Config, ErrorsNameTheFileTheKeyCameFrom) {
 
 TEST(Config, WrongTypesAreRejected) {
   const auto err = [](const std::string& text) { return error_of([&] { parse_config(text, "x.yaml"); }); };
-  EXPECT_EQ(err("train:\n  lr: abc\n"), "x.yaml: key 'train.lr' must be a number, got 'abc'");
-  EXPECT_EQ(err("train:\n  lr: [1]\n"), "x.yaml: key 'train.lr' must be a number, got [1]");
+  EXPECT_EQ(err("train:\n  lr: abc\n"), "x.yaml: key 'train.lr' must be a finite number, got 'abc'");
+  EXPECT_EQ(err("train:\n  lr: [1]\n"), "x.yaml: key 'train.lr' must be a finite number, got [1]");
   EXPECT_EQ(err("train:\n  batch_size: 2.5\n"), "x.yaml: key 'train.batch_size' must be an integer, got '2.5'");
   EXPECT_EQ(err("train:\n  flip: maybe\n"), "x.yaml: key 'train.flip' must be true or false, got 'maybe'");
   EXPECT_EQ(err("train:\n  milestones: 16\n"), "x.yaml: key 'train.milestones' must be a list of integers, got '16'");

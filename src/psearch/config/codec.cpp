@@ -39,8 +39,8 @@ template <class T>
 struct Kind;
 template <>
 struct Kind<double> {
-  static std::string name() { return "a number"; }
-  static std::string plural() { return "numbers"; }
+  static std::string name() { return "a finite number"; }
+  static std::string plural() { return "finite numbers"; }
 };
 template <>
 struct Kind<int64_t> {
@@ -63,7 +63,11 @@ struct Kind<std::vector<T>> {
   static std::string plural() { return "lists of " + Kind<T>::plural(); }
 };
 
-bool parse(const YAML::Node& n, double& out) { return n.IsScalar() && YAML::convert<double>::decode(n, out); }
+// .inf, .nan and overflowing literals (1e999) are no setting of any key: refusing them here
+// keeps every range check below meaningful (inf > 0 would pass "train.lr > 0").
+bool parse(const YAML::Node& n, double& out) {
+  return n.IsScalar() && YAML::convert<double>::decode(n, out) && std::isfinite(out);
+}
 bool parse(const YAML::Node& n, int64_t& out) { return n.IsScalar() && YAML::convert<int64_t>::decode(n, out); }
 bool parse(const YAML::Node& n, bool& out) { return n.IsScalar() && YAML::convert<bool>::decode(n, out); }
 

@@ -20,6 +20,14 @@ std::string text(const std::vector<T>& v) {
   return s + "]";
 }
 
+// Upper bounds far above any real setting: they exist so that a typo (an extra digit, a
+// value in the wrong key) is refused at once instead of exhausting memory hours later.
+constexpr int64_t kMaxBatch = 1024;           // images per iteration / forward pass
+constexpr int64_t kMaxImageSide = 8192;       // pixels
+constexpr int64_t kMaxDim = 65536;            // embedding dimension
+constexpr int64_t kMaxPooled = 64;            // RoIAlign / NAE+ map side
+constexpr int64_t kMaxIdentities = 10000000;  // OIM table rows and queue entries
+
 /// Range checks that name the key and the file it came from.
 class Checker {
  public:
@@ -31,6 +39,10 @@ class Checker {
   template <class T>
   void at_least(const std::string& path, T v, T min) const {
     require(v >= min, path, ">= " + text(min), text(v));
+  }
+  template <class T>
+  void in_range(const std::string& path, T v, T min, T max) const {
+    require(v >= min && v <= max, path, "in [" + text(min) + ", " + text(max) + "]", text(v));
   }
   void positive(const std::string& path, double v) const { require(v > 0, path, "> 0", text(v)); }
   void fraction(const std::string& path, double v) const {
@@ -89,7 +101,7 @@ void check_model(const Checker& c, const ModelConfig& m) {
   c.at_least("model.rpn.min_size", rpn.min_size, 0.0);
 
   const RoiHeadsConfig& roi = m.roi_heads;
-  c.at_least<int64_t>("model.roi_heads.pooler_resolution", roi.pooler_resolution, 1);
+  c.in_range<int64_t>("model.roi_heads.pooler_resolution", roi.pooler_resolution, 1, kMaxPooled);
   c.fraction("model.roi_heads.fg_iou_thresh", roi.fg_iou_thresh);
   c.require(roi.bg_iou_thresh_hi >= 0 && roi.bg_iou_thresh_hi <= roi.fg_iou_thresh, "model.roi_heads.bg_iou_thresh_hi",
             "in [0, fg_iou_thresh]", text(roi.bg_iou_thresh_hi));
@@ -100,21 +112,22 @@ void check_model(const Checker& c, const ModelConfig& m) {
   c.size_is("model.roi_heads.bbox_reg_weights", roi.bbox_reg_weights, 4);
   for (double v : roi.bbox_reg_weights) c.positive("model.roi_heads.bbox_reg_weights", v);
 
-  c.at_least<int64_t>("model.embedding.dim", m.embedding.dim, 1);
-  c.at_least<int64_t>("model.embedding.pixel_size", m.embedding.pixel_size, 1);
-  c.at_least<int64_t>("model.oim.num_pids", m.oim.num_pids, 0);
-  c.at_least<int64_t>("model.oim.queue_size", m.oim.queue_size, 0);
+  c.in_range<int64_t>("model.embedding.dim", m.embedding.dim, 1, kMaxDim);
+  c.in_range<int64_t>("model.embedding.pixel_size", m.embedding.pixel_size, 1, kMaxPooled);
+  c.in_range<int64_t>("model.oim.num_pids", m.oim.num_pids, 0, kMaxIdentities);
+  c.in_range<int64_t>("model.oim.queue_size", m.oim.queue_size, 0, kMaxIdentities);
   c.fraction("model.oim.momentum", m.oim.momentum);
   c.positive("model.oim.scalar", m.oim.scalar);
 }
 
 void check_sizes(const Checker& c, const std::string& section, int64_t min_size, int64_t max_size) {
-  c.at_least<int64_t>(section + ".min_size", min_size, 1);
+  c.in_range<int64_t>(section + ".min_size", min_size, 1, kMaxImageSide);
+  c.in_range<int64_t>(section + ".max_size", max_size, 1, kMaxImageSide);
   c.require(max_size >= min_size, section + ".max_size", ">= min_size (" + text(min_size) + ")", text(max_size));
 }
 
 void check_train(const Checker& c, const TrainConfig& t) {
-  c.at_least<int64_t>("train.batch_size", t.batch_size, 1);
+  c.in_range<int64_t>("train.batch_size", t.batch_size, 1, kMaxBatch);
   check_sizes(c, "train", t.min_size, t.max_size);
   c.positive("train.lr", t.lr);
   c.require(t.momentum >= 0 && t.momentum < 1, "train.momentum", "in [0, 1)", text(t.momentum));
@@ -142,7 +155,7 @@ void check_train(const Checker& c, const TrainConfig& t) {
 
 void check_inference(const Checker& c, const InferenceConfig& i) {
   check_sizes(c, "inference", i.min_size, i.max_size);
-  c.at_least<int64_t>("inference.batch_size", i.batch_size, 1);
+  c.in_range<int64_t>("inference.batch_size", i.batch_size, 1, kMaxBatch);
   c.fraction("inference.score_thresh", i.score_thresh);
   c.fraction("inference.nms_thresh", i.nms_thresh);
   c.at_least<int64_t>("inference.detections_per_img", i.detections_per_img, 1);

@@ -191,6 +191,7 @@ class Trainer {
 
   TrainResult run() {
     const auto start = std::chrono::steady_clock::now();
+    prepare_out_dir();
     split_ = load_train_split(config_.dataset);
     if (split_.images.empty()) throw std::runtime_error(config_.dataset.root + ": the training split has no images");
     schedule_ = make_schedule(config_.train, static_cast<int64_t>(split_.images.size()));
@@ -229,6 +230,27 @@ class Trainer {
  private:
   static double seconds_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  }
+
+  /// The files of a run in out_dir; one of them present means the folder holds a run.
+  static constexpr const char* kRunFiles[] = {"last.pt", "final.pt", "log.jsonl"};
+
+  /// Refuses to start afresh over an existing run unless told to overwrite it, and checks
+  /// that the folder is writable before the dataset and the model are loaded.
+  void prepare_out_dir() const {
+    if (options_.stop_after < -1)
+      throw std::runtime_error("--stop-after must be >= 0 (or -1 for the whole schedule), got " +
+                               std::to_string(options_.stop_after));
+    util::ensure_writable_directory(options_.out_dir);
+    if (options_.resume) return;
+    for (const char* name : kRunFiles) {
+      const std::string path = options_.out_dir + "/" + name;
+      if (!util::is_regular_file(path)) continue;
+      if (!options_.overwrite)
+        throw std::runtime_error(options_.out_dir + ": holds a training run (" + name +
+                                 "); continue it with --resume, or start afresh with --overwrite");
+      if (std::remove(path.c_str()) != 0) throw std::runtime_error(path + ": cannot remove it to overwrite the run");
+    }
   }
 
   void build() {
@@ -319,7 +341,7 @@ class Trainer {
          << lr_ << std::fixed << " | " << std::setprecision(3)
          << seconds_per_iteration << " s/it | ETA " << format_duration(eta);
     if (options_.verbose) std::cout << text.str() << std::endl;
-    std::ofstream(options_.out_dir + "/log.jsonl", std::ios::app) << line.dump() << "\n";
+    util::append_line(options_.out_dir + "/log.jsonl", line.dump());
   }
 
   config::Config config_;

@@ -23,8 +23,12 @@ struct TrainOptions {
   std::string out_dir = "out/train";
   /// Continue from <out_dir>/last.pt (its config must equal this one).
   bool resume = false;
+  /// Start afresh in an out_dir that holds a run (its last.pt, final.pt and log.jsonl are
+  /// removed first). Without it (and without resume) such a folder is refused, so a run is
+  /// never replaced by accident.
+  bool overwrite = false;
   c10::Device device = c10::Device(c10::kCPU);
-  /// Stop after this many iterations in total (< 0: the configured length), with a
+  /// Stop after this many iterations in total (-1: the configured length), with a
   /// checkpoint; a later --resume continues. For tests and for splitting long runs.
   int64_t stop_after = -1;
   /// Print log lines (they also go to log.jsonl either way).

@@ -8,9 +8,10 @@
 #include <cstdint>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <stdexcept>
+#include <string_view>
+
+#include "psearch/util/atomic_file.h"
 
 namespace psearch::evaluation {
 namespace {
@@ -168,15 +169,7 @@ void save_line_plot(const std::string& path, const PlotSpec& spec, const std::ve
 
   std::vector<uchar> png;
   if (!cv::imencode(".png", img, png)) throw std::runtime_error(path + ": cannot encode the plot as PNG");
-  const std::filesystem::path target(path);
-  if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(png.data()), static_cast<std::streamsize>(png.size()));
-    if (!out) throw std::runtime_error(tmp + ": cannot write");
-  }
-  std::filesystem::rename(tmp, target);
+  util::write_bytes_atomically(path, std::string_view(reinterpret_cast<const char*>(png.data()), png.size()));
 }
 
 }  // namespace psearch::evaluation

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "psearch/util/atomic_file.h"
+
 namespace psearch::data::synth {
 
 namespace fs = std::filesystem;
@@ -29,19 +31,7 @@ void commit_file(const fs::path& tmp, const fs::path& path) {
 }
 
 void write_file_atomically(const fs::path& path, const std::string& bytes) {
-  const fs::path tmp = temporary_path(path);
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) {
-      const std::string why = std::strerror(errno);
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw std::runtime_error(path.string() + ": cannot write (" + why + ")");
-    }
-  }
-  commit_file(tmp, path);
+  util::write_bytes_atomically(path.string(), bytes);
 }
 
 void write_image_atomically(const fs::path& path, const cv::Mat& image, int jpeg_quality) {
