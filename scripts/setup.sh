@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 APT_PACKAGES=(build-essential cmake ninja-build ccache python3-venv
   libgtest-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev pkg-config
-  libmatio-dev zlib1g-dev libopencv-imgcodecs-dev libopencv-imgproc-dev libopencv-videoio-dev libdlib-dev)
+  libmatio-dev zlib1g-dev libjpeg62-turbo-dev libopencv-imgcodecs-dev libopencv-imgproc-dev libopencv-videoio-dev libdlib-dev)
 PIP_PACKAGES=("torch==${PSEARCH_TORCH_VERSION}" "torchvision==${PSEARCH_TORCHVISION_VERSION}"
   "numpy<3" "pytest>=7" "scikit-learn>=1.3" "scipy>=1.10")
 

@@ -34,8 +34,19 @@ struct ModelArgs {
   int threads = 0;
 };
 
+/// Training settings change nothing at evaluation; say so rather than ignore them silently.
+void warn_about_unused_overrides(const std::vector<std::string>& overrides) {
+  for (const auto& o : overrides) {
+    if (o.rfind("train.", 0) == 0)
+      std::cerr << "psearch: warning: --set " << o << ": eval does not use training settings; ignored\n";
+  }
+}
+
 std::unique_ptr<modeling::SearchModel> make_model(const ModelArgs& args) {
+  if (!args.overrides.empty() && args.checkpoint.empty())
+    throw CLI::ValidationError("--set", "applies to a --checkpoint's config only");
   if (!args.checkpoint.empty()) {
+    warn_about_unused_overrides(args.overrides);
     engine::TrainedModel trained = engine::load_trained_model(args.checkpoint, parse_device(args.device), args.overrides);
     std::cout << "loaded " << trained.config.model.type << " from " << args.checkpoint << " (iteration "
               << trained.iteration << ")\n";

@@ -175,7 +175,7 @@ nlohmann::json queries_json(const Report& r) {
 
 nlohmann::json metrics_json(const EvalSettings& s, const std::string& source, const Report& r) {
   nlohmann::json j;
-  j["source"] = source;
+  j["results"] = source;  // the results file, or for psearch eval the model that produced them
   j["dataset"] = s.dataset;
   j["settings"] = {{"det_thresh", r.search_options.det_thresh}, {"cbgm", r.search_options.cbgm},
                    {"topk", r.search_options.topk}};

@@ -225,7 +225,7 @@ TEST(Config, WrongTypesAreRejected) {
   EXPECT_EQ(err("train:\n  milestones: [16, x]\n"),
             "x.yaml: key 'train.milestones' must be a list of integers, got [16, x]");
   EXPECT_EQ(err("model:\n  rpn:\n    anchor_sizes: [32, 64]\n"),
-            "x.yaml: key 'model.rpn.anchor_sizes' must be a list of lists of numbers, got [32, 64]");
+            "x.yaml: key 'model.rpn.anchor_sizes' must be a list of lists of finite numbers, got [32, 64]");
   EXPECT_EQ(err("dataset:\n  root: [a, b]\n"), "x.yaml: key 'dataset.root' must be a string, got [a, b]");
   EXPECT_EQ(err("model: 3\n"), "x.yaml: key 'model' must be a section (a mapping of keys), got '3'");
   EXPECT_EQ(err("model:\n  type: nea\n"),

@@ -109,3 +109,71 @@ def test_out_of_range_settings_are_refused(tmp_path, tiny_prw, override, fragmen
     assert_one_line_error(out, override.split("=")[0], fragment)
     assert len(out.stderr) < 200, out.stderr
     assert not (tmp_path / "run").exists()
+
+
+FIXTURES = pathlib.Path(os.environ.get("PSEARCH_FIXTURES_DIR", pathlib.Path(__file__).resolve().parents[2] / "build" / "fixtures"))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_prw):
+    tmp = tmp_path_factory.mktemp("trained")
+    config = write_config(tmp, tiny_prw, length=2, every=1)
+    out = run("train", "--config", str(config), "--out", str(tmp / "run"), "--quiet")
+    assert out.returncode == 0, out.stderr
+    return config, tmp / "run"
+
+
+def test_our_own_formats_are_named(trained_run):
+    _, run_dir = trained_run
+    checkpoint = run_dir / "final.pt"
+    out = run("inspect", str(checkpoint))
+    assert out.returncode == 0, out.stderr
+    assert "psearch training checkpoint, model nae, iteration 2" in out.stdout
+    tensors = int(out.stdout.strip().splitlines()[-1].split()[0])
+    assert tensors > 100  # the model state, not "0 tensors"
+    out = run("backbone", "--arch", "resnet18", "--weights", str(checkpoint), "--height", "32", "--width", "32")
+    assert_one_line_error(out, str(checkpoint), "psearch training checkpoint", "eval --checkpoint")
+    out = run("eval", "--checkpoint", str(FIXTURES / "resnet18.pth"), "--dataset", "prw", "--root", "/nowhere")
+    assert_one_line_error(out, "resnet18.pth", "torch.save weight file", "not a psearch checkpoint",
+                          "model.backbone.weights")
+
+
+def test_resume_with_another_config_names_the_keys(trained_run):
+    config, run_dir = trained_run
+    out = run("train", "--config", str(config), "--out", str(run_dir), "--resume", "train.lr=0.5")
+    assert_one_line_error(out, "last.pt", "train.lr: 0.003 -> 0.5")
+
+
+def test_a_duplicated_yaml_key_is_refused(tmp_path, tiny_prw):
+    config = write_config(tmp_path, tiny_prw)
+    config.write_text(config.read_text() + "train: {lr: 0.1}\n")
+    out = run("train", "--config", str(config), "--out", str(tmp_path / "run"))
+    assert_one_line_error(out, str(config), "key 'train' is given twice")
+
+
+def test_eval_warns_about_training_overrides(trained_run, tiny_prw, tmp_path):
+    _, run_dir = trained_run
+    out = run("eval", "--checkpoint", str(run_dir / "final.pt"), "--dataset", "prw", "--root", str(tiny_prw),
+              "--set", "train.lr=0.1", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "--set train.lr=0.1: eval does not use training settings" in out.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics) >= {"results", "dataset", "settings", "search", "detection", "queries"}
+
+
+def test_a_truncated_jpeg_is_named_and_refused(tmp_path, tiny_prw):
+    root = tmp_path / "prw"
+    shutil.copytree(tiny_prw, root)
+    frames = sorted((root / "frames").glob("*.jpg"))
+    assert frames
+    for frame in frames:  # whichever frame the test split reads first
+        data = frame.read_bytes()
+        frame.write_bytes(data[: len(data) // 3])
+    out = run("eval", "--dataset", "prw", "--root", str(root), "--gt-boxes", "--min-size", "64", "--max-size", "96",
+              "--out", str(tmp_path / "eval"))
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    named = last.split("psearch: error: ")[1].split(":")[0]
+    assert pathlib.Path(named) in frames, last
+    assert "damaged JPEG" in last and "Premature end of JPEG file" in last, last
+    assert "Premature end" not in "".join(out.stderr.strip().splitlines()[:-1])  # no anonymous libjpeg line

@@ -10,6 +10,7 @@
 
 #include "psearch/checkpoint/pickle_machine.h"
 #include "psearch/checkpoint/torch_object.h"
+#include "psearch/util/strings.h"
 
 namespace psearch::checkpoint {
 namespace {
@@ -153,13 +154,32 @@ void check_container(const std::string& path) {
   throw std::runtime_error(path + ": not a torch.save checkpoint (no zip header)");
 }
 
-/// c10::Error messages carry a C++ backtrace; keep only the first line for users.
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 }  // namespace
 
+FileKind file_kind(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open file");
+  char magic[4] = {0, 0, 0, 0};
+  in.read(magic, 4);
+  if (in.gcount() == 4 && static_cast<uint8_t>(magic[0]) == 0x80) return FileKind::kLegacyPickle;
+  if (in.gcount() < 4 || std::memcmp(magic, "PK\x03\x04", 4) != 0) return FileKind::kOther;
+  try {
+    caffe2::serialize::PyTorchStreamReader zip(path);
+    // LibTorch archives are TorchScript modules: they carry constants.pkl next to data.pkl.
+    if (zip.hasRecord("constants.pkl")) return FileKind::kLibTorchArchive;
+    return zip.hasRecord("data.pkl") ? FileKind::kTorchSave : FileKind::kOther;
+  } catch (const c10::Error&) {
+    return FileKind::kOther;
+  }
+}
+
 TensorMap load_tensors(const std::string& path) {
   check_container(path);
+  if (file_kind(path) == FileKind::kLibTorchArchive)
+    throw std::runtime_error(path + ": a LibTorch archive (a psearch training checkpoint?), not a torch.save weight "
+                                    "file; psearch checkpoints go to eval --checkpoint, train --resume or "
+                                    "train.init_from, and psearch inspect lists them");
   try {
     caffe2::serialize::PyTorchStreamReader zip(path);
     ValuePtr root = TorchUnpickler(zip).load();
@@ -167,9 +187,9 @@ TensorMap load_tensors(const std::string& path) {
     flatten(root, "", out);
     return out;
   } catch (const c10::Error& e) {
-    throw std::runtime_error(path + ": corrupt checkpoint: " + first_line(e.what_without_backtrace()));
+    throw std::runtime_error(path + ": corrupt checkpoint: " + util::first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    throw std::runtime_error(path + ": corrupt checkpoint: " + first_line(e.what()));
+    throw std::runtime_error(path + ": corrupt checkpoint: " + util::first_line(e.what()));
   }
 }
 
@@ -179,9 +199,9 @@ pickle::ValuePtr load_object(const std::string& path) {
     caffe2::serialize::PyTorchStreamReader zip(path);
     return TorchUnpickler(zip).load();
   } catch (const c10::Error& e) {
-    throw std::runtime_error(path + ": corrupt torch.save file: " + first_line(e.what_without_backtrace()));
+    throw std::runtime_error(path + ": corrupt torch.save file: " + util::first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    throw std::runtime_error(path + ": corrupt torch.save file: " + first_line(e.what()));
+    throw std::runtime_error(path + ": corrupt torch.save file: " + util::first_line(e.what()));
   }
 }
 

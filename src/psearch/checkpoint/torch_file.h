@@ -17,10 +17,22 @@ namespace psearch::checkpoint {
 /// Flat map from dotted key ("layer1.0.conv1.weight") to tensor, ordered by key.
 using TensorMap = std::map<std::string, at::Tensor>;
 
+/// What a file that ends in .pt/.pth actually is, told from its container without parsing it.
+enum class FileKind {
+  kTorchSave,        ///< Python's torch.save (zip): a state_dict or a dict holding one
+  kLibTorchArchive,  ///< LibTorch's serialize::OutputArchive (a TorchScript zip), e.g. a psearch training checkpoint
+  kLegacyPickle,     ///< torch.save of PyTorch < 1.6
+  kOther,            ///< empty, truncated or not a checkpoint at all
+};
+
+/// Sniffs `path`. Throws std::runtime_error naming the file when it cannot be opened.
+FileKind file_kind(const std::string& path);
+
 /// Loads every tensor of a torch.save file. Nested dicts are flattened by joining keys
 /// with '.', so {"model": {"fc.weight": t}} gives "model.fc.weight". Tensors are
 /// returned on the CPU. Non-tensor leaves (ints, strings, ...) are skipped.
-/// Throws std::runtime_error naming the file on an unreadable, non-zip or corrupt file.
+/// Throws std::runtime_error naming the file on an unreadable, non-zip or corrupt file, and
+/// on a LibTorch archive (a psearch checkpoint), saying which commands take that instead.
 TensorMap load_tensors(const std::string& path);
 
 }  // namespace psearch::checkpoint

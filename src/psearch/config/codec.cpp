@@ -318,6 +318,20 @@ std::vector<KeyInfo> describe_keys() {
   return keys;
 }
 
+std::vector<std::string> differing_keys(const Config& a, const Config& b) {
+  std::vector<KeyInfo> ka, kb;
+  Config ca = a, cb = b;  // the visitors take mutable sections
+  Lister la(ka), lb(kb);
+  ca.visit(la);
+  cb.visit(lb);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < ka.size(); ++i) {
+    if (!ka[i].is_section && ka[i].default_value != kb[i].default_value)
+      out.push_back(ka[i].path + ": " + kb[i].default_value + " -> " + ka[i].default_value);
+  }
+  return out;
+}
+
 bool operator==(const Config& a, const Config& b) {
   // The YAML text is complete and its numbers round-trip exactly, so equal text means
   // equal configs; one definition of the keys (visit) serves both.

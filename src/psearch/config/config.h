@@ -307,6 +307,9 @@ struct KeyInfo {
 /// Every key of Config, depth first in file order.
 std::vector<KeyInfo> describe_keys();
 
+/// The keys whose values differ, as "train.lr: <b's value> -> <a's value>", in file order.
+std::vector<std::string> differing_keys(const Config& a, const Config& b);
+
 bool operator==(const Config& a, const Config& b);
 inline bool operator!=(const Config& a, const Config& b) { return !(a == b); }
 

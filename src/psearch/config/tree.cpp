@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "psearch/config/config.h"
@@ -55,11 +56,18 @@ void erase_subtree(Origins& origins, const std::string& path) {
   }
 }
 
+/// Keys must be plain names, each given once: yaml-cpp keeps both entries of a duplicated
+/// key (`train:` twice) and lookups see only the first, so the second would be dropped silently.
 void check_keys_are_scalars(const YAML::Node& map, const std::string& path, const std::string& source) {
+  std::set<std::string> seen;
   for (const auto& entry : map) {
     if (!entry.first.IsScalar()) {
       throw ConfigError(source + ": a key under '" + (path.empty() ? "<top level>" : path) +
                         "' is not a plain name: " + one_line(entry.first));
+    }
+    if (!seen.insert(entry.first.Scalar()).second) {
+      throw ConfigError(source + ":" + std::to_string(entry.first.Mark().line + 1) + ": key '" +
+                        join_path(path, entry.first.Scalar()) + "' is given twice");
     }
     if (entry.second.IsMap()) check_keys_are_scalars(entry.second, join_path(path, entry.first.Scalar()), source);
   }

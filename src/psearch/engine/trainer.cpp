@@ -267,9 +267,12 @@ class Trainer {
     if (!util::is_regular_file(path)) throw std::runtime_error(path + ": no checkpoint to resume from");
     CheckpointContents c = load_checkpoint(path, optimizer_.get());
     const config::Config saved = config::parse_config(c.config_yaml, path + " (embedded config)");
-    if (saved != config_)
-      throw std::runtime_error(path + ": was written with a different config (see " + options_.out_dir +
-                               "/config.yaml); resume with the same config and overrides");
+    if (saved != config_) {
+      std::string keys;
+      for (const auto& d : config::differing_keys(config_, saved)) keys += (keys.empty() ? "" : "; ") + d;
+      throw std::runtime_error(path + ": was written with a different config (" + keys + "; see " +
+                               options_.out_dir + "/config.yaml); resume with the same config and overrides");
+    }
     checkpoint::load_state_dict(*model_, c.state, checkpoint::Strictness::kStrict, path);
     if (c.rng_state.defined()) {
       at::Generator generator = at::detail::getDefaultCPUGenerator();

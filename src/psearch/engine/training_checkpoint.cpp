@@ -11,14 +11,31 @@
 
 #include "psearch/util/atomic_file.h"
 #include "psearch/util/file_status.h"
+#include "psearch/util/strings.h"
 
 namespace psearch::engine {
 namespace {
 
 constexpr const char* kFormat = "psearch-checkpoint/1";
 
-/// First line of a (possibly multi-line) LibTorch error.
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+/// Weight files of other programs are a common mix-up: name what the file is and where it goes.
+void describe_if_not_an_archive(const std::string& path) {
+  switch (checkpoint::file_kind(path)) {
+    case checkpoint::FileKind::kLibTorchArchive: return;
+    case checkpoint::FileKind::kTorchSave:
+      throw std::runtime_error(path + ": a torch.save weight file (" +
+                               std::to_string(checkpoint::load_tensors(path).size()) +
+                               " tensors), not a psearch checkpoint; ImageNet ResNet weights go to "
+                               "model.backbone.weights of a train config (or psearch backbone --weights), "
+                               "official NAE4PS checkpoints through psearch import-nae4ps");
+    case checkpoint::FileKind::kLegacyPickle:
+      throw std::runtime_error(path + ": a legacy torch.save file (PyTorch < 1.6), not a psearch checkpoint");
+    case checkpoint::FileKind::kOther:
+      throw std::runtime_error(path + ": not a psearch checkpoint (not a LibTorch archive; empty, truncated or "
+                                      "another format)");
+  }
+}
 
 }  // namespace
 
@@ -51,12 +68,13 @@ void save_checkpoint(const std::string& path, const CheckpointContents& contents
 
 CheckpointContents load_checkpoint(const std::string& path, torch::optim::Optimizer* optimizer) {
   if (!util::is_regular_file(path)) throw std::runtime_error(path + ": no such checkpoint file");
+  describe_if_not_an_archive(path);
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path);
   } catch (const c10::Error& e) {
     throw std::runtime_error(path + ": not a psearch checkpoint (cannot read it as a LibTorch archive: " +
-                             first_line(e.what_without_backtrace()) + ")");
+                             util::first_line(e.what_without_backtrace()) + ")");
   }
   CheckpointContents c;
   try {
@@ -82,7 +100,7 @@ CheckpointContents load_checkpoint(const std::string& path, torch::optim::Optimi
       optimizer->load(optim);
     }
   } catch (const c10::Error& e) {
-    throw std::runtime_error(path + ": damaged psearch checkpoint (" + first_line(e.what_without_backtrace()) + ")");
+    throw std::runtime_error(path + ": damaged psearch checkpoint (" + util::first_line(e.what_without_backtrace()) + ")");
   }
   return c;
 }

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "psearch/util/file_status.h"
+#include "psearch/util/strings.h"
 
 namespace psearch::util {
 namespace {
@@ -47,7 +48,6 @@ int write_all(int fd, std::string_view bytes) {
   return 0;
 }
 
-std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 }  // namespace
 
@@ -73,9 +73,9 @@ void write_file_atomically(const std::string& path, const std::function<void(std
   try {
     write(buffer);
   } catch (const c10::Error& e) {
-    throw std::runtime_error(path + ": cannot serialise: " + first_line(e.what_without_backtrace()));
+    throw std::runtime_error(path + ": cannot serialise: " + util::first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    throw std::runtime_error(path + ": cannot serialise: " + first_line(e.what()));
+    throw std::runtime_error(path + ": cannot serialise: " + util::first_line(e.what()));
   }
   write_bytes_atomically(path, buffer.str());
 }
