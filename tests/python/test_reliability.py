@@ -177,3 +177,19 @@ def test_a_truncated_jpeg_is_named_and_refused(tmp_path, tiny_prw):
     assert pathlib.Path(named) in frames, last
     assert "damaged JPEG" in last and "Premature end of JPEG file" in last, last
     assert "Premature end" not in "".join(out.stderr.strip().splitlines()[:-1])  # no anonymous libjpeg line
+
+
+def test_eval_checks_its_output_folder_before_the_model_runs(tmp_path, tiny_prw):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = run("eval", "--dataset", "prw", "--root", str(tiny_prw), "--gt-boxes", "--out", str(blocker / "eval"))
+    assert_one_line_error(out, str(blocker))  # one line: no progress bar ran before it
+
+
+def test_libtorch_messages_are_ours(tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"PK\x03\x04" + bytes(200))
+    for args in (["inspect", str(broken)], ["eval", "--checkpoint", str(broken), "--dataset", "prw", "--root", "/x"]):
+        out = run(*args)
+        assert_one_line_error(out, str(broken))
+        assert "enforce fail" not in out.stderr and "miniz" not in out.stderr, out.stderr
