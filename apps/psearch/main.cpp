@@ -14,8 +14,7 @@ constexpr int kRuntimeError = 1;
 /// line on stderr and exit 2, so scripts can tell a typo from a failed job.
 int report_parse_error(const CLI::App& app, const CLI::ParseError& e) {
   if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
-  std::string message = e.what();
-  std::cerr << "psearch: error: " << message << " (see psearch --help)" << std::endl;
+  std::cerr << "psearch: error: " << e.what() << " (see psearch --help)" << std::endl;
   return kUsageError;
 }
 

@@ -32,6 +32,8 @@ namespace pb = psearch::boxes;
 
 namespace {
 
+using psearch::test::error_of;
+
 // ---------------------------------------------------------------------------------------
 // Helpers
 
@@ -53,16 +55,6 @@ at::Tensor random_boxes(int64_t n, at::ScalarType dtype = at::kFloat) {
   const at::Tensor xy = at::rand({n, 2}, at::kDouble).mul(100);
   const at::Tensor wh = at::rand({n, 2}, at::kDouble).mul(50).add(1);
   return at::cat({xy, xy.add(wh)}, 1).to(dtype);
-}
-
-// Message of the c10::Error (or other std::exception) thrown by f, "" if none.
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // Largest |a - b| in float64; NaN if a NaN appears in only one of them.

@@ -49,12 +49,7 @@ std::string write_file(const std::string& name, const std::string& bytes) {
 }
 
 std::string error_of(const std::string& path) {
-  try {
-    load_tensors(path);
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "";
+  return psearch::test::error_of([&] { load_tensors(path); });
 }
 
 }  // namespace

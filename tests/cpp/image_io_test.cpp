@@ -7,7 +7,6 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/equal.h>
 
-#include <fstream>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <string>
@@ -31,21 +30,14 @@ std::vector<uchar> sample_jpeg() {
   return bytes;
 }
 
+/// The first `keep` bytes of `bytes` as file `name` in `dir`; returns its path.
 std::string write(const psearch::test::TempDir& dir, const std::string& name, const std::vector<uchar>& bytes,
                   size_t keep) {
-  const std::string path = (dir.path() / name).string();
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                              static_cast<std::streamsize>(keep));
-  return path;
+  return dir.write(name, std::string(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(keep)));
 }
 
 std::string error_of(const std::string& path) {
-  try {
-    read_image(path);
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "";
+  return psearch::test::error_of([&] { read_image(path); });
 }
 
 TEST(ImageIo, JpegPixelsEqualOpenCvs) {

@@ -6,7 +6,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <exception>
 #include <fstream>
+#include <functional>
 #include <string>
 
 namespace psearch::test {
@@ -17,6 +19,16 @@ inline std::string fixtures_dir() {
   return env && *env ? env : PSEARCH_FIXTURES_DIR;
 }
 inline std::string fixture(const std::string& name) { return fixtures_dir() + "/" + name; }
+
+/// Message of the exception (std::exception, c10::Error included) thrown by `f`, "" if none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
 
 /// A fresh directory per test under the system temp dir, removed afterwards.
 class TempDir {

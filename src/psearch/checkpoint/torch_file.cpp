@@ -139,36 +139,45 @@ void flatten(const ValuePtr& v, const std::string& prefix, TensorMap& out) {
   }
 }
 
-/// Tells a zip checkpoint from the legacy (PyTorch < 1.6) pickle format before parsing,
-/// so the error can say what the file is.
-void check_container(const std::string& path) {
+/// The first four bytes of `path` (fewer when the file is shorter).
+std::string read_magic(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(path + ": cannot open file");
   char magic[4] = {0, 0, 0, 0};
   in.read(magic, 4);
-  if (in.gcount() < 4) throw std::runtime_error(path + ": file is empty or truncated, not a torch.save checkpoint");
-  if (std::memcmp(magic, "PK\x03\x04", 4) == 0) return;
-  if (static_cast<uint8_t>(magic[0]) == 0x80)
+  return std::string(magic, static_cast<size_t>(in.gcount()));
+}
+
+bool is_zip(const std::string& magic) { return magic == std::string("PK\x03\x04", 4); }
+bool is_legacy_pickle(const std::string& magic) { return !magic.empty() && static_cast<uint8_t>(magic[0]) == 0x80; }
+
+/// LibTorch archives are TorchScript modules: they carry constants.pkl next to data.pkl.
+FileKind zip_kind(caffe2::serialize::PyTorchStreamReader& zip) {
+  if (zip.hasRecord("constants.pkl")) return FileKind::kLibTorchArchive;
+  return zip.hasRecord("data.pkl") ? FileKind::kTorchSave : FileKind::kOther;
+}
+
+/// Tells a zip checkpoint from the legacy (PyTorch < 1.6) pickle format before parsing,
+/// so the error can say what the file is.
+void check_container(const std::string& path) {
+  const std::string magic = read_magic(path);
+  if (magic.size() < 4) throw std::runtime_error(path + ": file is empty or truncated, not a torch.save checkpoint");
+  if (is_zip(magic)) return;
+  if (is_legacy_pickle(magic))
     throw std::runtime_error(path + ": legacy torch.save format (PyTorch < 1.6); re-save it with a newer "
                                     "PyTorch: torch.save(torch.load(f), f2)");
   throw std::runtime_error(path + ": not a torch.save checkpoint (no zip header)");
 }
 
-
 }  // namespace
 
 FileKind file_kind(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open file");
-  char magic[4] = {0, 0, 0, 0};
-  in.read(magic, 4);
-  if (in.gcount() == 4 && static_cast<uint8_t>(magic[0]) == 0x80) return FileKind::kLegacyPickle;
-  if (in.gcount() < 4 || std::memcmp(magic, "PK\x03\x04", 4) != 0) return FileKind::kOther;
+  const std::string magic = read_magic(path);
+  if (magic.size() == 4 && is_legacy_pickle(magic)) return FileKind::kLegacyPickle;
+  if (!is_zip(magic)) return FileKind::kOther;
   try {
     caffe2::serialize::PyTorchStreamReader zip(path);
-    // LibTorch archives are TorchScript modules: they carry constants.pkl next to data.pkl.
-    if (zip.hasRecord("constants.pkl")) return FileKind::kLibTorchArchive;
-    return zip.hasRecord("data.pkl") ? FileKind::kTorchSave : FileKind::kOther;
+    return zip_kind(zip);
   } catch (const c10::Error&) {
     return FileKind::kOther;
   }
@@ -176,21 +185,23 @@ FileKind file_kind(const std::string& path) {
 
 TensorMap load_tensors(const std::string& path) {
   check_container(path);
-  if (file_kind(path) == FileKind::kLibTorchArchive)
-    throw std::runtime_error(path + ": a LibTorch archive (a psearch training checkpoint?), not a torch.save weight "
-                                    "file; psearch checkpoints go to eval --checkpoint, train --resume or "
-                                    "train.init_from, and psearch inspect lists them");
   try {
     caffe2::serialize::PyTorchStreamReader zip(path);
-    ValuePtr root = TorchUnpickler(zip).load();
-    TensorMap out;
-    flatten(root, "", out);
-    return out;
+    if (zip_kind(zip) != FileKind::kLibTorchArchive) {
+      ValuePtr root = TorchUnpickler(zip).load();
+      TensorMap out;
+      flatten(root, "", out);
+      return out;
+    }
   } catch (const c10::Error& e) {
     throw std::runtime_error(path + ": corrupt checkpoint: " + util::first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": corrupt checkpoint: " + util::first_line(e.what()));
   }
+  // Only a LibTorch archive gets here; thrown outside the try, whose handlers would call it corrupt.
+  throw std::runtime_error(path + ": a LibTorch archive (a psearch training checkpoint?), not a torch.save weight "
+                                  "file; psearch checkpoints go to eval --checkpoint, train --resume or "
+                                  "train.init_from, and psearch inspect lists them");
 }
 
 pickle::ValuePtr load_object(const std::string& path) {

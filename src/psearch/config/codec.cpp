@@ -324,6 +324,7 @@ std::vector<std::string> differing_keys(const Config& a, const Config& b) {
   Lister la(ka), lb(kb);
   ca.visit(la);
   cb.visit(lb);
+  // Listed from a config rather than the defaults, KeyInfo::default_value holds its values.
   std::vector<std::string> out;
   for (size_t i = 0; i < ka.size(); ++i) {
     if (!ka[i].is_section && ka[i].default_value != kb[i].default_value)
