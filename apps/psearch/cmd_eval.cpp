@@ -1,23 +1,28 @@
 // `psearch eval`: runs a model over a dataset's test split and scores it with the standard
 // protocol (the same report as `psearch eval-results`).
 //
-// Models: a trained checkpoint (--checkpoint, from `psearch train`: OIM-base, NAE, NAE+;
-// the model type and inference settings come from the config it carries, --set overrides
+// Models: a trained checkpoint (--checkpoint, from `psearch train` or an import: any
+// registered model type; the type and the inference settings, including the default
+// --det-thresh and the batch size, come from the config it carries, --set overrides
 // them), or resnet50-roi, the re-identification-only baseline (ground-truth boxes +
-// ResNet-50 features; ImageNet weights via --weights).
+// ResNet-50 features; ImageNet weights via --weights). --save-results writes what the
+// model produced as a results file that `psearch eval-results` scores to the same figures.
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 
+#include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "cli_util.h"
 #include "commands.h"
 #include "eval_report.h"
 #include "psearch/engine/run_model.h"
-#include "psearch/engine/two_stage_builder.h"
+#include "psearch/engine/model_builder.h"
 #include "psearch/evaluation/results_file.h"
 #include "psearch/modeling/baseline/resnet_roi_embedder.h"
+#include "psearch/util/atomic_file.h"
 
 namespace psearch::cli {
 namespace {
@@ -25,6 +30,7 @@ namespace {
 struct ModelArgs {
   std::string checkpoint;
   std::vector<std::string> overrides;
+  std::string save_results;
   std::string model = "resnet50-roi";
   std::string weights;
   bool gt_boxes = false;
@@ -42,22 +48,41 @@ void warn_about_unused_overrides(const std::vector<std::string>& overrides) {
   }
 }
 
-std::unique_ptr<modeling::SearchModel> make_model(const ModelArgs& args) {
+/// The folder a file will be written into ("." for a bare name).
+std::string parent_directory(const std::string& path) {
+  const std::string parent = std::filesystem::path(path).parent_path().string();
+  return parent.empty() ? "." : parent;
+}
+
+/// The model to run, and how to run it (from a checkpoint's config where there is one).
+struct LoadedModel {
+  std::unique_ptr<modeling::SearchModel> model;
+  engine::RunOptions run;
+  std::optional<double> det_thresh;  ///< the checkpoint's inference.det_thresh
+};
+
+LoadedModel make_model(const ModelArgs& args) {
   if (!args.overrides.empty() && args.checkpoint.empty())
     throw CLI::ValidationError("--set", "applies to a --checkpoint's config only");
+  LoadedModel loaded;
   if (!args.checkpoint.empty()) {
     warn_about_unused_overrides(args.overrides);
     engine::TrainedModel trained = engine::load_trained_model(args.checkpoint, parse_device(args.device), args.overrides);
     std::cout << "loaded " << trained.config.model.type << " from " << args.checkpoint << " (iteration "
               << trained.iteration << ")\n";
-    return std::make_unique<modeling::TwoStageSearchModel>(trained.model);
+    loaded.model = std::make_unique<modeling::PersonSearchAdapter>(trained.model);
+    loaded.run.batch_size = trained.config.inference.batch_size;
+    loaded.run.context_overlap = trained.config.inference.nms_thresh;
+    loaded.det_thresh = trained.config.inference.det_thresh;
+    return loaded;
   }
   at::manual_seed(static_cast<uint64_t>(args.seed));  // random initialisation when no weights
-  return std::make_unique<modeling::ResNetRoIEmbedder>(modeling::ResNetRoIEmbedderOptions()
-                                                           .weights(args.weights)
-                                                           .min_size(args.min_size)
-                                                           .max_size(args.max_size)
-                                                           .device(parse_device(args.device)));
+  loaded.model = std::make_unique<modeling::ResNetRoIEmbedder>(modeling::ResNetRoIEmbedderOptions()
+                                                                   .weights(args.weights)
+                                                                   .min_size(args.min_size)
+                                                                   .max_size(args.max_size)
+                                                                   .device(parse_device(args.device)));
+  return loaded;
 }
 
 /// The model's output in the results-file form, so both eval commands share one scorer.
@@ -73,23 +98,34 @@ evaluation::ResultsFile as_results(const data::SearchSplit& split, evaluation::S
     file.query_boxes.push_back(q.box);
   }
   file.query_features = inputs.query_features;
+  file.query_context = std::move(inputs.query_context);
   return file;
 }
 
-void run_eval(const EvalSettings& settings, const ModelArgs& args) {
+void run_eval(EvalSettings settings, const ModelArgs& args) {
   apply_threads(args.threads);
-  auto model = make_model(args);
-  if (!model->has_detector() && !args.gt_boxes)
-    throw std::runtime_error(model->name() + " has no detector: add --gt-boxes to embed the annotated boxes");
+  if (!args.save_results.empty()) util::ensure_writable_directory(parent_directory(args.save_results));
+  LoadedModel loaded = make_model(args);
+  modeling::SearchModel& model = *loaded.model;
+  if (!model.has_detector() && !args.gt_boxes)
+    throw std::runtime_error(model.name() + " has no detector: add --gt-boxes to embed the annotated boxes");
+  if (loaded.det_thresh && !settings.det_thresh_given) settings.det_thresh = *loaded.det_thresh;
   const data::SearchSplit split = load_test_split(settings);
   const std::string weights = !args.checkpoint.empty() ? args.checkpoint : args.weights;
-  std::cout << "running " << model->name() << (weights.empty() ? " (random weights)" : " (" + weights + ")")
+  std::cout << "running " << model.name() << (weights.empty() ? " (random weights)" : " (" + weights + ")")
             << " on " << split.images.size() << " images, " << split.queries.size() << " queries"
             << (args.gt_boxes ? ", ground-truth boxes" : "") << "\n";
-  engine::RunOptions run;
+  engine::RunOptions run = loaded.run;
   run.ground_truth_boxes = args.gt_boxes;
-  const std::string source = "model " + model->name() + (args.gt_boxes ? " on ground-truth boxes" : "");
-  evaluate_and_report(settings, as_results(split, engine::run_search_model(*model, split, run), source), source);
+  // The query-image context costs nothing extra to keep, and a saved file should serve --cbgm later.
+  run.query_context = settings.cbgm || !args.save_results.empty();
+  const std::string source = "model " + model.name() + (args.gt_boxes ? " on ground-truth boxes" : "");
+  const evaluation::ResultsFile results = as_results(split, engine::run_search_model(model, split, run), source);
+  if (!args.save_results.empty()) {
+    evaluation::write_results_file(args.save_results, results);
+    std::cout << "wrote " << args.save_results << " (psearch-results/1; score it with psearch eval-results)\n";
+  }
+  evaluate_and_report(settings, results, source);
 }
 
 void add_eval_command(CLI::App& app) {
@@ -98,6 +134,8 @@ void add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Run a model on a dataset's test split and score it (CUHK-SYSU / PRW protocol)");
   cmd->add_option("--checkpoint", args->checkpoint, "Trained model (psearch train's last.pt / final.pt)")
       ->check(CLI::ExistingFile);
+  cmd->add_option("--save-results", args->save_results,
+                  "Also write the detections and embeddings as a results file (docs/results_format.md)");
   cmd->add_option("--set", args->overrides, "KEY=VALUE overrides of the checkpoint's config, e.g. inference.nms_thresh=0.5");
   cmd->add_option("--model", args->model, "Model when no --checkpoint is given")->check(CLI::IsMember({"resnet50-roi"}))->capture_default_str();
   cmd->add_option("--weights", args->weights, "Backbone weights (torchvision ResNet-50 checkpoint)")

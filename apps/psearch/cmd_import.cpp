@@ -8,7 +8,8 @@
 #include "psearch/config/config.h"
 #include "psearch/engine/nae4ps_import.h"
 #include "psearch/engine/training_checkpoint.h"
-#include "psearch/engine/two_stage_builder.h"
+#include "psearch/engine/model_builder.h"
+#include "psearch/modeling/two_stage/two_stage_model.h"
 #include "psearch/util/file_status.h"
 
 namespace psearch::cli {
@@ -24,10 +25,11 @@ void run_import(const ImportArgs& args) {
   if (util::is_regular_file(args.out) && !args.overwrite)
     throw std::runtime_error(args.out + ": exists; choose another --out or replace it with --overwrite");
   const config::Config config = config::load_config(args.config, args.overrides);
-  if (config.model.type == "oim")
-    throw std::runtime_error(args.config + ": NAE4PS checkpoints hold NAE or NAE+ models, not model.type oim");
+  if (config.model.type != "nae" && config.model.type != "nae_plus")
+    throw std::runtime_error(args.config + ": NAE4PS checkpoints hold NAE or NAE+ models, not model.type " +
+                             config.model.type);
   const int64_t num_pids = engine::nae4ps_num_pids(args.checkpoint);
-  auto model = engine::build_two_stage_model(config, num_pids);
+  const auto model = std::dynamic_pointer_cast<modeling::TwoStageModelImpl>(engine::build_model(config, num_pids));
   engine::load_nae4ps_checkpoint(*model, args.checkpoint);
   engine::CheckpointContents contents;
   contents.model_type = config.model.type;

@@ -1,4 +1,5 @@
-// `psearch train`: trains OIM-base, NAE or NAE+ as a YAML config says (docs/training.md).
+// `psearch train`: trains any registered model type (psearch models) as a YAML config says
+// (docs/training.md).
 //   psearch train --config configs/nae_prw.yaml [KEY=VALUE ...] --out out/nae_prw [--resume]
 #include <ATen/Parallel.h>
 
@@ -36,7 +37,7 @@ void run_train(const TrainArgs& args) {
   options.device = parse_device(args.device);
   options.stop_after = args.stop_after;
   options.verbose = !args.quiet;
-  const engine::TrainResult r = engine::train_two_stage(config, options);
+  const engine::TrainResult r = engine::train_model(config, options);
   std::cout << (r.interrupted ? "interrupted" : "stopped") << " at iteration " << r.iterations << " of "
             << r.total_iterations << " after " << r.seconds << " s; checkpoint " << r.checkpoint << "\n";
   if (r.interrupted) std::exit(130);  // the shell's convention for Ctrl-C
@@ -44,7 +45,7 @@ void run_train(const TrainArgs& args) {
 
 void add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
-  auto* cmd = app.add_subcommand("train", "Train OIM-base / NAE / NAE+ as a YAML config says");
+  auto* cmd = app.add_subcommand("train", "Train a person-search model (OIM-base, NAE, NAE+, ...) as a YAML config says");
   cmd->add_option("--config", args->config, "YAML config, e.g. configs/nae_prw.yaml")->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("overrides", args->overrides, "KEY=VALUE config overrides, e.g. train.lr=0.001 dataset.root=data/PRW");

@@ -264,9 +264,9 @@ std::function<void()> add_protocol_options(CLI::App* cmd, const std::shared_ptr<
   auto* cam = cmd->add_option("--ignore-cam-id", args->ignore_cam_id,
                               "PRW: keep the query camera's frames in the gallery (true, as published) or not")
                   ->capture_default_str();
-  cmd->add_option("--det-thresh", args->det_thresh, "Gallery detections scoring >= this are searched")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+  auto* det = cmd->add_option("--det-thresh", args->det_thresh, "Gallery detections scoring >= this are searched")
+                  ->capture_default_str()
+                  ->check(CLI::Range(0.0, 1.0));
   cmd->add_flag("--cbgm", args->cbgm, "Context Bipartite Graph Matching re-scoring");
   cmd->add_flag("--labeled-only", args->labeled_only, "Detection metrics over boxes with an identity only");
   cmd->add_option("--det-matching", args->det_matching,
@@ -276,7 +276,8 @@ std::function<void()> add_protocol_options(CLI::App* cmd, const std::shared_ptr<
   auto* all = cmd->add_flag("--all-gallery-sizes", args->all_gallery_sizes,
                             "CUHK-SYSU: also evaluate gallery sizes 50..4000 and plot mAP against them");
   cmd->add_option("--out", args->out, "Output folder for metrics.json and the plots")->capture_default_str();
-  return [args, gallery, subset, cam, all] {
+  return [args, gallery, subset, cam, all, det] {
+    args->det_thresh_given = det->count() > 0;
     if (args->dataset == "prw") {
       for (const auto* opt : {gallery, subset, all})
         if (opt->count() > 0) throw CLI::ValidationError(opt->get_name(), "applies to cuhk-sysu only");

@@ -22,6 +22,7 @@ struct EvalSettings {
   std::string subset = "none";
   bool ignore_cam_id = true;
   double det_thresh = 0.5;
+  bool det_thresh_given = false;  ///< --det-thresh was on the command line (else a model may set it)
   bool cbgm = false;
   bool labeled_only = false;
   std::string det_matching = "reference";

@@ -1,8 +1,11 @@
 // The psearch program: one binary, one subcommand per job.
+#include <c10/util/Exception.h>
+
 #include <iostream>
 #include <string>
 
 #include "commands.h"
+#include "psearch/util/strings.h"
 #include "psearch/util/version.h"
 
 namespace {
@@ -44,6 +47,11 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return report_parse_error(app, e);
+  } catch (const c10::Error& e) {
+    // A LibTorch check (a shape, a dtype) that the input reached: its message, without the
+    // C++ backtrace that what() carries.
+    std::cerr << "psearch: error: " << psearch::util::first_line(e.what_without_backtrace()) << std::endl;
+    return kRuntimeError;
   } catch (const std::exception& e) {
     std::cerr << "psearch: error: " << e.what() << std::endl;
     return kRuntimeError;

@@ -129,7 +129,7 @@ struct Scene {
     }
     return in;
   }
-  static ev::ImageDetections to_detections(const std::vector<Det>& image, int64_t dim) {
+  static psearch::modeling::Detections to_detections(const std::vector<Det>& image, int64_t dim) {
     std::vector<float> boxes, scores, feats;
     for (const auto& d : image) {
       boxes.insert(boxes.end(), d.box.begin(), d.box.end());
@@ -137,7 +137,7 @@ struct Scene {
       feats.insert(feats.end(), d.feature.begin(), d.feature.end());
     }
     const auto n = static_cast<int64_t>(image.size());
-    ev::ImageDetections out;
+    psearch::modeling::Detections out;
     out.boxes = n ? at::tensor(boxes).view({n, 4}) : at::empty({0, 4});
     out.scores = n ? at::tensor(scores) : at::empty({0});
     out.features = n ? at::tensor(feats).view({n, dim}) : at::empty({0, dim});
@@ -365,7 +365,7 @@ TEST(Search, RejectsInputsThatDoNotFit) {
 
 struct DetScene {
   std::vector<psearch::data::ImageRecord> images;
-  std::vector<ev::ImageDetections> dets;
+  std::vector<psearch::modeling::Detections> dets;
   void add(std::vector<std::pair<Box, int64_t>> gts, std::vector<std::pair<Box, float>> d) {
     psearch::data::ImageRecord r;
     r.name = "img" + std::to_string(images.size());

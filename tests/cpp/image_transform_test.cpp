@@ -1,6 +1,7 @@
-// The detector's input transform (src/psearch/modeling/two_stage/image_transform.h) against
+// The detector's input transform (src/psearch/modeling/input/image_transform.h) against
 // torchvision's GeneralizedRCNNTransform: tests/python/fixtures_transform.py stores its inputs
 // and outputs in <fixtures>/transform.pt. Also the flip augmentation and bad input.
+#include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/allclose.h>
 #include <ATen/ops/arange.h>
@@ -17,7 +18,7 @@
 #include <vector>
 
 #include "psearch/checkpoint/torch_file.h"
-#include "psearch/modeling/two_stage/image_transform.h"
+#include "psearch/modeling/input/image_transform.h"
 #include "test_util.h"
 
 namespace pm = psearch::modeling;

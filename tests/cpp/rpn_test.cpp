@@ -260,9 +260,9 @@ TEST(Rpn, RejectsInconsistentInputs) {
 
 TEST(Rpn, OptionsComeFromTheConfig) {
   psearch::config::Config c;
-  c.model.rpn.post_nms_top_n_test = 123;
-  c.model.rpn.anchor_sizes = {{16, 32}};
-  const pm::RPNOptions o = pm::rpn_options_from_config(c.model.rpn);
+  c.model.two_stage.rpn.post_nms_top_n_test = 123;
+  c.model.two_stage.rpn.anchor_sizes = {{16, 32}};
+  const pm::RPNOptions o = pm::rpn_options_from_config(c.model.two_stage.rpn);
   EXPECT_EQ(o.post_nms_top_n_test(), 123);
   EXPECT_EQ(o.pre_nms_top_n_train(), 12000);
   EXPECT_EQ(o.anchor_sizes(), (std::vector<std::vector<double>>{{16, 32}}));

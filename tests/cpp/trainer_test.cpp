@@ -14,7 +14,8 @@
 #include "psearch/data/synth/synth.h"
 #include "psearch/engine/trainer.h"
 #include "psearch/engine/training_checkpoint.h"
-#include "psearch/engine/two_stage_builder.h"
+#include "psearch/engine/model_builder.h"
+#include "psearch/modeling/two_stage/two_stage_model.h"
 #include "test_util.h"
 
 namespace psearch::engine {
@@ -40,14 +41,17 @@ const std::string& tiny_prw_root() {
 /// A model and schedule small enough for unit tests (ResNet-18, 120-px images).
 config::Config tiny_config(const std::string& type, int64_t length = 4) {
   const std::string yaml = R"(
+version: 2
 model:
   type: )" + type + R"(
   backbone: {arch: resnet18, weights: "", norm: batchnorm, freeze_at: 0}
-  rpn: {anchor_sizes: [[16, 32, 64]], aspect_ratios: [[1.0, 2.0, 3.0]], pre_nms_top_n_train: 300,
-        post_nms_top_n_train: 100, pre_nms_top_n_test: 300, post_nms_top_n_test: 50}
-  roi_heads: {pooler_resolution: 4, batch_size_per_image: 16, bbox_reg_bn: true}
-  embedding: {dim: 32, pixel_size: 2}
+  embedding_dim: 32
   oim: {queue_size: 32}
+  two_stage:
+    rpn: {anchor_sizes: [[16, 32, 64]], aspect_ratios: [[1.0, 2.0, 3.0]], pre_nms_top_n_train: 300,
+          post_nms_top_n_train: 100, pre_nms_top_n_test: 300, post_nms_top_n_test: 50}
+    roi_heads: {pooler_resolution: 4, batch_size_per_image: 16, bbox_reg_bn: true}
+    embedding: {pixel_size: 2}
 train:
   batch_size: 2
   min_size: 120
@@ -91,16 +95,16 @@ TEST(Trainer, ResumesExactly) {
   at::set_num_threads(1);  // bit-exact comparisons need one summation order
   TempDir dir;
   const config::Config config = tiny_config("nae");
-  const TrainResult straight = train_two_stage(config, quiet(dir.file("straight")));
+  const TrainResult straight = train_model(config, quiet(dir.file("straight")));
   EXPECT_EQ(straight.iterations, 4);
   EXPECT_EQ(straight.checkpoint, dir.file("straight") + "/final.pt");
 
   TrainOptions first = quiet(dir.file("split"));
   first.stop_after = 3;  // stops between checkpoints: last.pt is written at the stop
-  EXPECT_EQ(train_two_stage(config, first).iterations, 3);
+  EXPECT_EQ(train_model(config, first).iterations, 3);
   TrainOptions second = quiet(dir.file("split"));
   second.resume = true;
-  const TrainResult resumed = train_two_stage(config, second);
+  const TrainResult resumed = train_model(config, second);
   EXPECT_EQ(resumed.iterations, 4);
   at::set_num_threads(threads);
 
@@ -117,11 +121,11 @@ TEST(Trainer, ResumeNeedsTheSameConfig) {
   TempDir dir;
   TrainOptions o = quiet(dir.file("run"));
   o.stop_after = 1;
-  train_two_stage(tiny_config("oim"), o);
+  train_model(tiny_config("oim"), o);
   o.resume = true;
   config::Config other = tiny_config("oim");
   other.train.lr = 0.5;
-  EXPECT_THROW(train_two_stage(other, o), std::runtime_error);
+  EXPECT_THROW(train_model(other, o), std::runtime_error);
 }
 
 TEST(Trainer, WrongDatasetPathIsOneLineNamingIt) {
@@ -129,7 +133,7 @@ TEST(Trainer, WrongDatasetPathIsOneLineNamingIt) {
   config.dataset.root = "/nonexistent/PRW";
   try {
     TempDir dir;
-    train_two_stage(config, quiet(dir.file("run")));
+    train_model(config, quiet(dir.file("run")));
     FAIL() << "no error";
   } catch (const std::exception& e) {
     const std::string what = e.what();
@@ -142,7 +146,7 @@ TEST(Trainer, CheckpointOfAnotherModelTypeIsRefused) {
   TempDir dir;
   TrainOptions o = quiet(dir.file("oim"));
   o.stop_after = 1;
-  train_two_stage(tiny_config("oim"), o);
+  train_model(tiny_config("oim"), o);
   const std::string ckpt = dir.file("oim") + "/last.pt";
   try {
     load_trained_model(ckpt, c10::Device(c10::kCPU), {}, "nae");
@@ -154,7 +158,7 @@ TEST(Trainer, CheckpointOfAnotherModelTypeIsRefused) {
   config::Config plus = tiny_config("nae_plus");
   plus.train.init_from = ckpt;
   try {
-    train_two_stage(plus, quiet(dir.file("plus")));
+    train_model(plus, quiet(dir.file("plus")));
     FAIL() << "no error";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("holds a 'oim' model"), std::string::npos) << e.what();
@@ -168,28 +172,31 @@ TEST(Trainer, NaePlusStartsFromNaeWithTheSameMeanEmbedding) {
   TempDir dir;
   TrainOptions o = quiet(dir.file("nae"));
   o.stop_after = 2;
-  train_two_stage(tiny_config("nae"), o);
-  const TrainedModel nae = load_trained_model(dir.file("nae") + "/last.pt", c10::Device(c10::kCPU));
+  train_model(tiny_config("nae"), o);
+  const TrainedModel trained = load_trained_model(dir.file("nae") + "/last.pt", c10::Device(c10::kCPU));
+  const auto nae = std::dynamic_pointer_cast<modeling::TwoStageModelImpl>(trained.model);
+  ASSERT_TRUE(nae);
 
   config::Config plus_config = tiny_config("nae_plus");
-  auto plus = build_two_stage_model(plus_config, nae.model->options().oim.num_pids());
+  const auto plus = std::dynamic_pointer_cast<modeling::TwoStageModelImpl>(build_model(plus_config, nae->num_pids()));
+  ASSERT_TRUE(plus);
   init_from_checkpoint(*plus, dir.file("nae") + "/last.pt");
   plus->eval();
   // Averaging NAE+'s per-pixel projection over the map gives NAE's projection x exactly
   // (1x1 conv, BN and the 2x bilinear downsampling of the C4 branch are all linear).
   torch::NoGradGuard no_grad;
   const at::Tensor res4 = at::rand({5, 256, 4, 4}), res5 = at::rand({5, 512, 2, 2});
-  const at::Tensor x = nae.model->embedding_head()->forward(res4, res5);
+  const at::Tensor x = nae->embedding_head()->forward(res4, res5);
   const at::Tensor pixel = plus->embedding_head()->forward(res4, res5);
   EXPECT_LT((pixel.mean({2, 3}) - x).abs().max().item<double>(), 1e-5);
   // The OIM memory and the rescaler carry over.
-  EXPECT_TRUE(plus->reid_loss()->lut.equal(nae.model->reid_loss()->lut));
+  EXPECT_TRUE(plus->reid_loss()->lut.equal(nae->reid_loss()->lut));
 }
 
 TEST(Trainer, ImageNetBackboneLoadsIntoTheTrunk) {
   const config::Config config = tiny_config("nae");
-  auto model = build_two_stage_model(config, 4);
-  load_imagenet_backbone(*model, test::fixture("resnet18.pth"));
+  const modeling::PersonSearchModel model = build_model(config, 4);
+  model->load_backbone_weights(test::fixture("resnet18.pth"));
   const checkpoint::TensorMap file = checkpoint::load_tensors(test::fixture("resnet18.pth"));
   const checkpoint::TensorMap state = model_state(*model);
   EXPECT_TRUE(state.at("backbone.conv1.weight").equal(file.at("conv1.weight")));
@@ -197,7 +204,7 @@ TEST(Trainer, ImageNetBackboneLoadsIntoTheTrunk) {
   EXPECT_TRUE(state.at("roi_heads.head.0.conv1.weight").equal(file.at("layer4.0.conv1.weight")));
   EXPECT_TRUE(state.at("roi_heads.head.1.bn2.bias").equal(file.at("layer4.1.bn2.bias")));
   // A ResNet-34 file does not fit a ResNet-18 trunk.
-  EXPECT_THROW(load_imagenet_backbone(*model, test::fixture("resnet34.pth")), std::runtime_error);
+  EXPECT_THROW(model->load_backbone_weights(test::fixture("resnet34.pth")), std::runtime_error);
 }
 
 }  // namespace

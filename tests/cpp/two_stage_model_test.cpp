@@ -10,7 +10,9 @@
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/optim/sgd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <set>
@@ -19,6 +21,7 @@
 
 #include "psearch/boxes/box_ops.h"
 #include "psearch/modeling/two_stage/two_stage_model.h"
+#include "tiny_scenes.h"
 
 namespace psearch::modeling {
 namespace {
@@ -41,40 +44,6 @@ TwoStageOptions tiny_options(TwoStageHead head) {
   return o;
 }
 
-/// Four 96x128 scenes with two "persons" each: upright rectangles whose upper and lower
-/// halves carry an identity's two colours, on a faint noise background. Identity k appears
-/// in two scenes, at different places.
-struct Scene {
-  at::Tensor image;
-  TrainingTarget target;
-};
-
-std::vector<Scene> tiny_scenes() {
-  const float colors[4][2][3] = {{{0.9f, 0.1f, 0.1f}, {0.1f, 0.1f, 0.8f}},
-                                 {{0.1f, 0.8f, 0.2f}, {0.9f, 0.9f, 0.1f}},
-                                 {{0.9f, 0.9f, 0.9f}, {0.2f, 0.2f, 0.2f}},
-                                 {{0.6f, 0.1f, 0.7f}, {0.1f, 0.7f, 0.7f}}};
-  const int layout[4][2] = {{0, 1}, {2, 3}, {1, 2}, {3, 0}};
-  const int xs[4][2] = {{10, 70}, {30, 90}, {5, 60}, {40, 95}};
-  std::vector<Scene> scenes;
-  at::manual_seed(7);
-  for (int s = 0; s < 4; ++s) {
-    at::Tensor img = 0.45 + 0.1 * at::rand({3, 96, 128});
-    std::vector<float> boxes;
-    std::vector<int64_t> pids;
-    for (int p = 0; p < 2; ++p) {
-      const int id = layout[s][p], x = xs[s][p], y = 20 + 10 * p, w = 22, h = 56;
-      for (int c = 0; c < 3; ++c) {
-        img[c].narrow(0, y, h / 2).narrow(1, x, w).fill_(colors[id][0][c]);
-        img[c].narrow(0, y + h / 2, h / 2).narrow(1, x, w).fill_(colors[id][1][c]);
-      }
-      boxes.insert(boxes.end(), {float(x), float(y), float(x + w), float(y + h)});
-      pids.push_back(id);
-    }
-    scenes.push_back({img, {at::tensor(boxes).view({-1, 4}), at::tensor(pids)}});
-  }
-  return scenes;
-}
 
 class TwoStageModelTest : public ::testing::TestWithParam<TwoStageHead> {};
 
@@ -117,6 +86,31 @@ TEST_P(TwoStageModelTest, TrainingLossesAreFiniteAndBackpropagate) {
   EXPECT_GT(g.abs().sum().item<double>(), 0.0);
   // The OIM memory moved: the identities seen have non-zero lookup-table rows.
   EXPECT_GT(model->reid_loss()->lut.abs().sum().item<double>(), 0.0);
+}
+
+TEST_P(TwoStageModelTest, ImplementsTheRegisteredInterface) {
+  TwoStageOptions options = tiny_options(GetParam());
+  options.loss_weights = {{"loss_box_reg", 10.0}, {"loss_reid", 0.5}};
+  const PersonSearchModel model = std::make_shared<TwoStageModelImpl>(options);
+  const ModelType& type = model_type(two_stage_head_name(GetParam()));
+  EXPECT_EQ(model->type(), type.name);
+  EXPECT_EQ(type.family, "two_stage");
+  EXPECT_EQ(model->loss_names(), type.loss_names);
+  EXPECT_EQ(model->embedding_dim(), 32);
+  EXPECT_EQ(model->num_pids(), 4);
+
+  model->train();
+  auto scenes = tiny_scenes();
+  auto losses = model->forward_train({scenes[0].image, scenes[1].image}, {scenes[0].target, scenes[1].target});
+  std::set<std::string> keys, expected(type.loss_names.begin(), type.loss_names.end());
+  for (const auto& [key, value] : losses) keys.insert(key);
+  expected.insert("loss");
+  EXPECT_EQ(keys, expected);
+  // The total weighs each term as train.loss_weights says, unlisted terms by 1.
+  const double by_hand = losses["loss_objectness"].item<double>() + losses["loss_rpn_box_reg"].item<double>() +
+                         10.0 * losses["loss_box_reg"].item<double>() + losses["loss_detection"].item<double>() +
+                         0.5 * losses["loss_reid"].item<double>();
+  EXPECT_NEAR(losses["loss"].item<double>(), by_hand, 1e-5 * std::max(1.0, std::abs(by_hand)));
 }
 
 TEST_P(TwoStageModelTest, WithoutGroundTruthTheBoxLossesAreExactlyZero) {

@@ -1,5 +1,5 @@
 """Oracle fixtures for the C++ detector input transform
-(src/psearch/modeling/two_stage/image_transform.h), computed with torchvision 0.26's
+(src/psearch/modeling/input/image_transform.h), computed with torchvision 0.26's
 torchvision.models.detection.transform.GeneralizedRCNNTransform in evaluation mode.
 
 write(out_dir) saves out_dir/transform.pt, a flat dict {name: tensor} read by

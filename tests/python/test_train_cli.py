@@ -14,14 +14,17 @@ BINARY = pathlib.Path(os.environ.get("PSEARCH_BINARY", REPO / "build" / "psearch
 FIXTURES = pathlib.Path(os.environ.get("PSEARCH_FIXTURES_DIR", REPO / "build" / "fixtures"))
 
 TINY_CONFIG = """
+version: 2
 model:
   type: {type}
   backbone: {{arch: resnet18, weights: "", norm: batchnorm, freeze_at: 0}}
-  rpn: {{anchor_sizes: [[16, 32, 64]], aspect_ratios: [[1.0, 2.0, 3.0]], pre_nms_top_n_train: 300,
-        post_nms_top_n_train: 100, pre_nms_top_n_test: 300, post_nms_top_n_test: 50}}
-  roi_heads: {{pooler_resolution: 4, batch_size_per_image: 16}}
-  embedding: {{dim: 32, pixel_size: 2}}
+  embedding_dim: 32
   oim: {{queue_size: 32}}
+  two_stage:
+    rpn: {{anchor_sizes: [[16, 32, 64]], aspect_ratios: [[1.0, 2.0, 3.0]], pre_nms_top_n_train: 300,
+          post_nms_top_n_train: 100, pre_nms_top_n_test: 300, post_nms_top_n_test: 50}}
+    roi_heads: {{pooler_resolution: 4, batch_size_per_image: 16}}
+    embedding: {{pixel_size: 2}}
 train: {{batch_size: 2, min_size: 120, max_size: 160, unit: iteration, length: {length},
         warmup: 0, milestones: [], checkpoint_every: {every}, log_every: 1}}
 inference: {{min_size: 120, max_size: 160}}
@@ -131,3 +134,90 @@ def test_a_killed_run_keeps_its_last_checkpoint(tmp_path, tiny_prw):
     out = run("train", "--config", str(config), "--out", str(run_dir), "--resume", "--quiet")
     assert out.returncode == 0, out.stderr
     assert checkpoint_iteration(run_dir / "final.pt") == 40
+
+
+def test_models_lists_the_registered_types():
+    out = run("models")
+    assert out.returncode == 0, out.stderr
+    for name in ("oim", "nae", "nae_plus"):
+        assert any(line.startswith(name + "  (model.two_stage)") for line in out.stdout.splitlines()), out.stdout
+    assert any(line.startswith("pcnet  (model.one_stage)") for line in out.stdout.splitlines()), out.stdout
+    assert "loss_box_reg" in out.stdout and "loss_triplet" in out.stdout
+
+
+def test_eval_checkpoint_saves_results_that_eval_results_scores_alike(tmp_path, tiny_prw):
+    """eval --checkpoint --save-results writes the documented results file (read here by
+    torch.load, independently of psearch); eval-results scores it to the same figures, with
+    CBGM too; the checkpoint's inference.det_thresh is eval's default."""
+    import json
+
+    import torch
+
+    config = write_config(tmp_path, tiny_prw, type="nae", length=2, every=1)
+    assert run("train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet").returncode == 0
+    results = tmp_path / "results" / "r.pt"
+    common = ["--dataset", "prw", "--root", str(tiny_prw), "--cbgm"]
+    a = run("eval", "--checkpoint", str(tmp_path / "run" / "final.pt"), *common, "--save-results", str(results),
+            "--out", str(tmp_path / "a"), "--set", "inference.score_thresh=0.0", "--set", "inference.det_thresh=0.05",
+            "--set", "inference.batch_size=3")
+    assert a.returncode == 0, a.stderr
+    b = run("eval-results", str(results), *common, "--det-thresh", "0.05", "--out", str(tmp_path / "b"))
+    assert b.returncode == 0, b.stderr
+    ma = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    mb = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert ma["settings"]["det_thresh"] == 0.05 and ma["settings"]["cbgm"]
+    assert ma["search"] == mb["search"]
+    assert ma["detection"]["ap"] == mb["detection"]["ap"]
+
+    saved = torch.load(results, weights_only=True)
+    assert saved["format"] == "psearch-results/1"
+    assert len(saved["queries"]) == len(saved["query_detections"]) > 0
+    assert sum(len(g["boxes"]) for g in saved["gallery"]) > 0
+    for query, context in zip(saved["queries"], saved["query_detections"]):
+        assert torch.allclose(context["boxes"][0], query["box"])  # row 0 is the query box
+        assert torch.allclose(context["features"][0], query["features"])
+        assert context["features"].shape[1] == 32
+
+
+@pytest.mark.parametrize("variant", ["pcnet", "pcnet_dagger"])
+def test_pcnet_trains_and_evaluates_through_the_same_commands(tmp_path, tiny_prw, variant):
+    """The one-stage family goes through the same train / eval / eval-results path."""
+    import json
+
+    config = write_config(tmp_path, tiny_prw, type="pcnet", length=2, every=1)
+    extra = []
+    if variant == "pcnet_dagger":
+        extra = ["model.one_stage.aspect_ratios=[[1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0]]",
+                 "model.one_stage.anchor_sizes=[[32, 40], [64, 80], [128, 161], [256, 322], [512, 645]]"]
+    out = run("train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet", *extra)
+    assert out.returncode == 0, out.stderr
+    results = tmp_path / "r.pt"
+    common = ["--dataset", "prw", "--root", str(tiny_prw), "--cbgm"]
+    a = run("eval", "--checkpoint", str(tmp_path / "run" / "final.pt"), *common, "--out", str(tmp_path / "a"),
+            "--save-results", str(results), "--set", "inference.score_thresh=0.0", "--set", "inference.det_thresh=0.0")
+    assert a.returncode == 0, a.stderr
+    assert "loaded pcnet" in a.stdout
+    b = run("eval-results", str(results), *common, "--det-thresh", "0.0", "--out", str(tmp_path / "b"))
+    assert b.returncode == 0, b.stderr
+    ma = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    mb = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert ma["search"] == mb["search"]
+
+
+def test_pcnet_refuses_a_nae_checkpoint(tmp_path, tiny_prw):
+    nae = write_config(tmp_path, tiny_prw, type="nae", length=1, every=1)
+    assert run("train", "--config", str(nae), "--out", str(tmp_path / "nae"), "--quiet").returncode == 0
+    pcnet = write_config(tmp_path, tiny_prw, type="pcnet")
+    out = run("train", "--config", str(pcnet), "--out", str(tmp_path / "pcnet"),
+              f"train.init_from={tmp_path / 'nae' / 'final.pt'}")
+    assert_one_line_error(out, "final.pt", "holds a 'nae' model")
+
+
+def test_a_retinanet_file_is_no_resnet_file(tmp_path, tiny_prw):
+    """A torchvision RetinaNet checkpoint given as the ImageNet weights of a two-stage model
+    is named for what it is, in one line."""
+    config = write_config(tmp_path, tiny_prw, type="nae")
+    weights = FIXTURES / "retinanet_resnet50_fpn.pth"
+    out = run("train", "--config", str(config), "--out", str(tmp_path / "run"), "model.backbone.arch=resnet50",
+              f"model.backbone.weights={weights}")
+    assert_one_line_error(out, str(weights), "is a torchvision RetinaNet checkpoint, not a torchvision ResNet")

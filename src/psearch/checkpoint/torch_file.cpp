@@ -75,6 +75,13 @@ class TorchUnpickler {
     if (name == "torch._tensor._rebuild_from_type_v2") {
       return call(a.at(0), a.at(2));  // (rebuild function, subclass, args, state)
     }
+    // LibTorch's own pickler (torch::pickle_save) tags containers with their TorchScript
+    // type and writes typed lists through builders; the value is the first argument.
+    if (name == "torch.jit._pickle.restore_type_tag" || name == "torch.jit._pickle.build_intlist" ||
+        name == "torch.jit._pickle.build_doublelist" || name == "torch.jit._pickle.build_boollist" ||
+        name == "torch.jit._pickle.build_tensorlist" || name == "torch.jit._pickle.build_genericlist") {
+      return a.at(0);
+    }
     // Anything else (torch.device, argparse.Namespace, ...) is kept opaque: it is not
     // needed for weights, and failing here would reject checkpoints with extra metadata.
     auto obj = Value::make(Kind::Object);

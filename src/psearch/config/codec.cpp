@@ -6,7 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <filesystem>
-#include <initializer_list>
+#include <map>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -15,6 +15,7 @@
 #include "psearch/config/suggest.h"
 #include "psearch/config/tree.h"
 #include "psearch/config/validate.h"
+#include "psearch/modeling/model_registry.h"
 
 namespace psearch::config {
 namespace {
@@ -27,10 +28,16 @@ template <class T>
 struct IsVector : std::false_type {};
 template <class T>
 struct IsVector<std::vector<T>> : std::true_type {};
-
-/// Structs with a visit() member are sections (YAML mappings); everything else is a value.
 template <class T>
-constexpr bool kIsSection = std::is_class_v<T> && !std::is_same_v<T, std::string> && !IsVector<T>::value;
+struct IsMap : std::false_type {};
+template <class T>
+struct IsMap<std::map<std::string, T>> : std::true_type {};
+
+/// Structs with a visit() member are sections (YAML mappings); everything else, including
+/// a std::map (a mapping whose keys are data, e.g. loss names), is a value.
+template <class T>
+constexpr bool kIsSection =
+    std::is_class_v<T> && !std::is_same_v<T, std::string> && !IsVector<T>::value && !IsMap<T>::value;
 
 // ---------------------------------------------------------------------------------------
 // Values: parsing from YAML and the names used in type errors.
@@ -62,6 +69,11 @@ struct Kind<std::vector<T>> {
   static std::string name() { return "a list of " + Kind<T>::plural(); }
   static std::string plural() { return "lists of " + Kind<T>::plural(); }
 };
+template <class T>
+struct Kind<std::map<std::string, T>> {
+  static std::string name() { return "a mapping of names to " + Kind<T>::plural(); }
+  static std::string plural() { return "mappings of names to " + Kind<T>::plural(); }
+};
 
 // .inf, .nan and overflowing literals (1e999) are no setting of any key: refusing them here
 // keeps every range check below meaningful (inf > 0 would pass "train.lr > 0").
@@ -87,6 +99,21 @@ bool parse(const YAML::Node& n, std::vector<T>& out) {
   std::vector<T> items(n.size());
   for (size_t i = 0; i < n.size(); ++i) {
     if (!parse(n[i], items[i])) return false;
+  }
+  out = std::move(items);
+  return true;
+}
+
+template <class T>
+bool parse(const YAML::Node& n, std::map<std::string, T>& out) {
+  if (n.IsNull()) {  // "loss_weights:" with nothing below: none
+    out.clear();
+    return true;
+  }
+  if (!n.IsMap()) return false;
+  std::map<std::string, T> items;
+  for (const auto& entry : n) {
+    if (!entry.first.IsScalar() || !parse(entry.second, items[entry.first.Scalar()])) return false;
   }
   out = std::move(items);
   return true;
@@ -120,15 +147,25 @@ void emit(YAML::Emitter& out, const std::vector<T>& v) {
 }
 
 template <class T>
+void emit(YAML::Emitter& out, const std::map<std::string, T>& v) {
+  out << YAML::Flow << YAML::BeginMap;
+  for (const auto& [key, item] : v) {
+    out << YAML::Key << key << YAML::Value;
+    emit(out, item);
+  }
+  out << YAML::EndMap;
+}
+
+template <class T>
 std::string value_text(const T& value) {
   YAML::Emitter out;
   emit(out, value);
   return out.c_str();
 }
 
-std::string allowed_text(std::initializer_list<const char*> allowed) {
+std::string allowed_text(const std::vector<std::string>& allowed) {
   std::string text;
-  for (const char* a : allowed) text += (text.empty() ? "" : ", ") + std::string(a);
+  for (const auto& a : allowed) text += (text.empty() ? "" : ", ") + a;
   return text;
 }
 
@@ -152,7 +189,7 @@ class Lister {
     }
   }
 
-  void choice(const char* key, std::string& value, std::initializer_list<const char*> allowed, const char* doc) {
+  void choice(const char* key, std::string& value, const std::vector<std::string>& allowed, const char* doc) {
     (*this)(key, value, doc);
     out_.back().doc += " (one of: " + allowed_text(allowed) + ")";
   }
@@ -179,7 +216,7 @@ class Writer {
     }
   }
 
-  void choice(const char* key, std::string& value, std::initializer_list<const char*>, const char* doc) {
+  void choice(const char* key, std::string& value, const std::vector<std::string>&, const char* doc) {
     (*this)(key, value, doc);
   }
 
@@ -240,12 +277,11 @@ class Reader {
     }
   }
 
-  void choice(const char* key, std::string& value, std::initializer_list<const char*> allowed, const char* doc) {
+  void choice(const char* key, std::string& value, const std::vector<std::string>& allowed, const char* doc) {
     (*this)(key, value, doc);
-    const std::vector<std::string> options(allowed.begin(), allowed.end());
-    if (!map_[key] || std::find(options.begin(), options.end(), value) != options.end()) return;
+    if (!map_[key] || std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
     const std::string path = join_path(path_, key);
-    const std::string close = detail::closest(value, options);
+    const std::string close = detail::closest(value, allowed);
     throw ConfigError(tree_.origin_of(path) + ": key '" + path + "' must be one of " + allowed_text(allowed) +
                       ", got '" + value + "'" + (close.empty() ? "" : " (did you mean '" + close + "'?)"));
   }
@@ -286,8 +322,11 @@ Config decode(const SourcedTree& tree) {
 
 }  // namespace
 
+std::vector<std::string> registered_model_types() { return modeling::model_type_names(); }
+
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   SourcedTree tree = detail::load_tree(path);
+  detail::migrate(tree);
   for (const auto& o : overrides) detail::apply_override(tree, o);
   return decode(tree);
 }
@@ -295,6 +334,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 Config parse_config(const std::string& yaml_text, const std::string& source,
                     const std::vector<std::string>& overrides) {
   SourcedTree tree = detail::parse_tree(yaml_text, source, std::filesystem::current_path());
+  detail::migrate(tree);
   for (const auto& o : overrides) detail::apply_override(tree, o);
   return decode(tree);
 }

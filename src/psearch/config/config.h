@@ -1,6 +1,13 @@
 #pragma once
-/// Typed experiment configuration of the two-stage person-search models (OIM-base, NAE,
-/// NAE+), read from YAML files with inheritance and command-line overrides.
+/// Typed experiment configuration of the person-search models (the two-stage OIM-base, NAE,
+/// NAE+ and the later one-stage family), read from YAML files with inheritance and
+/// command-line overrides.
+///
+/// Layout: `model` holds what every model has (type, normalisation, backbone, embedding
+/// dimension, OIM) plus one section per model family (`model.two_stage`); `train`,
+/// `inference` and `dataset` are shared. The model types, their family and their loss names
+/// come from the model registry (psearch/modeling/model_registry.h), so `model.type` and
+/// the keys of `train.loss_weights` are checked against what is actually built.
 ///
 /// Every section is a plain struct whose members carry the defaults; its `visit` member
 /// lists the YAML keys in file order, with one line of documentation each. The same list
@@ -8,6 +15,7 @@
 /// listing of `describe_keys()` (docs/config.md is checked against it), so a key exists in
 /// exactly one place. The file format is described in docs/config.md.
 #include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -26,6 +34,11 @@ class ConfigError : public std::runtime_error {
 // A visitor V is called as v(key, member, doc) for values and sections, and as
 // v.choice(key, member, {allowed...}, doc) for strings restricted to a set.
 
+/// Version of the layout. Files without a `version` key are version 1 (the layout before
+/// the model registry: model.rpn / roi_heads / embedding, named loss-weight fields); they
+/// are migrated on reading, so configs and checkpoints written before keep working.
+inline constexpr int64_t kConfigVersion = 2;
+
 struct BackboneConfig {
   std::string arch = "resnet50";
   std::string weights;  // empty: random initialisation
@@ -35,7 +48,7 @@ struct BackboneConfig {
   template <class V>
   void visit(V& v) {
     v.choice("arch", arch, {"resnet18", "resnet34", "resnet50"}, "ResNet depth; the stem is conv1..conv4 (C4), conv5 is the RoI head");
-    v("weights", weights, "torchvision ImageNet checkpoint (e.g. resnet50-0676ba61.pth); empty = random init");
+    v("weights", weights, "torchvision ImageNet ResNet checkpoint (e.g. resnet50-0676ba61.pth), or for one-stage models also a torchvision RetinaNet one (trunk + FPN); empty = random init");
     v.choice("norm", norm, {"frozen", "batchnorm"}, "BatchNorm of the backbone and conv5 head: frozen statistics or trainable nn::BatchNorm2d");
     v("freeze_at", freeze_at, "0: train all; 1: freeze conv1; k >= 2: also freeze layer1..layer(k-1)");
   }
@@ -105,13 +118,11 @@ struct RoiHeadsConfig {
 };
 
 struct EmbeddingConfig {
-  int64_t dim = 256;
   bool fuse_res4 = true;
   int64_t pixel_size = 7;
 
   template <class V>
   void visit(V& v) {
-    v("dim", dim, "embedding dimension d");
     v("fuse_res4", fuse_res4, "concatenate projections of pooled C4 and C5 features (dim/2 each) instead of C5 only");
     v("pixel_size", pixel_size, "NAE+: spatial size k of the per-pixel embedding map (k x k)");
   }
@@ -132,45 +143,112 @@ struct OimConfig {
   }
 };
 
+/// The two-stage family (OIM-base, NAE, NAE+): Faster R-CNN on ResNet C4.
+struct TwoStageConfig {
+  RpnConfig rpn;
+  RoiHeadsConfig roi_heads;
+  EmbeddingConfig embedding;
+
+  template <class V>
+  void visit(V& v) {
+    v("rpn", rpn, "region proposal network on C4");
+    v("roi_heads", roi_heads, "RoIAlign, conv5 head and box regression");
+    v("embedding", embedding, "person embedding head");
+  }
+};
+
+/// The one-stage family (PCNet; PCNet-dagger and the light version are configs of it):
+/// RetinaNet on ResNet + FPN with a serialized head. Paper defaults; configs/official/
+/// holds the official code's choices (docs/pcnet.md lists each difference).
+struct OneStageConfig {
+  std::string p6_from = "p5";
+  int64_t head_channels = 256;
+  int64_t num_convs = 1;
+  bool share_towers = false;
+  std::vector<std::vector<double>> anchor_sizes{{32}, {64}, {128}, {256}, {512}};
+  std::vector<std::vector<double>> aspect_ratios{{2.0}, {2.0}, {2.0}, {2.0}, {2.0}};
+  double fg_iou_thresh = 0.5;
+  double bg_iou_thresh = 0.4;
+  std::vector<double> box_coder_weights{10.0, 10.0, 5.0, 5.0};
+  double smooth_l1_beta = 0.11;
+  double focal_alpha = 0.25;
+  double focal_gamma = 2.0;
+  int64_t pre_nms_top_n = 1000;
+  std::string reid_features = "cpp";
+  std::string reid_branch = "serialized";
+  int64_t distance_sets = 3;
+  bool csa = true;
+  double csa_logit_clamp = 0.0;
+  std::string triplet = "paper";
+  double triplet_margin = 0.5;
+  double gallery_aggregation_iou = 0.0;
+  std::string query_feature = "overlap";
+  double query_overlap_iou = 0.5;
+  int64_t query_overlap_topk = 32;
+
+  template <class V>
+  void visit(V& v) {
+    v.choice("p6_from", p6_from, {"p5", "c5"}, "input of the P6 conv: P5 (torchvision, PCNet official) or C5 (Detectron)");
+    v("head_channels", head_channels, "width of the classification and box towers (paper 256; light 64)");
+    v("num_convs", num_convs, "3x3 conv + ReLU layers per tower (RetinaNet 4; official PCNet PRW 1)");
+    v("share_towers", share_towers, "one tower feeds both predictors (official 'fast' configs)");
+    v("anchor_sizes", anchor_sizes, "anchor sizes (sqrt of area, input pixels), one list per level P3..P7");
+    v("aspect_ratios", aspect_ratios, "anchor height/width ratios, one list per level (PCNet: [2.0]; PCNet-dagger: [1.0, 2.0])");
+    v("fg_iou_thresh", fg_iou_thresh, "anchors with IoU >= this to a ground truth are positives");
+    v("bg_iou_thresh", bg_iou_thresh, "anchors with IoU < this to every ground truth are negatives");
+    v("box_coder_weights", box_coder_weights, "(wx, wy, ww, wh) of the box coder");
+    v("smooth_l1_beta", smooth_l1_beta, "transition point of the smooth L1 box loss");
+    v("focal_alpha", focal_alpha, "focal loss alpha (weight of positives)");
+    v("focal_gamma", focal_gamma, "focal loss gamma (focusing exponent)");
+    v("pre_nms_top_n", pre_nms_top_n, "inference: candidates kept per level (by score) before NMS");
+    v.choice("reid_features", reid_features, {"cpp", "conv"},
+             "F_reid from Contextual Points Pooling (deformable 3x3 with learned offsets) or a plain 3x3 conv (Table 1 ablation)");
+    v.choice("reid_branch", reid_branch, {"serialized", "parallel"},
+             "towers read F_reid (Eq. 2, serialized) or the pyramid itself (parallel re-id branch, Table 3)");
+    v("distance_sets", distance_sets, "M: the 9 CPP points split by kernel row into M sets for the distance loss (Eq. 6)");
+    v("csa", csa, "Cross Scale Aggregation (Eq. 8-10); off: the re-id feature is the CPP feature f' (Eq. 7)");
+    v("csa_logit_clamp", csa_logit_clamp, "clamp CSA attention logits to [-c, c] (official 50); 0: no clamp (paper)");
+    v.choice("triplet", triplet, {"paper", "official"},
+             "paper: Eq. 11, squared L2, positive f', negatives f'_j; official: cosine, negatives the CSA features");
+    v("triplet_margin", triplet_margin, "sigma of the triplet loss (paper 0.5)");
+    v("gallery_aggregation_iou", gallery_aggregation_iou,
+      "gallery f' = mean CPP feature of the pre-NMS boxes overlapping a detection by IoU >= this (official 0.6); 0: off");
+    v.choice("query_feature", query_feature, {"overlap", "best_anchor"},
+             "query f': mean CPP feature of the anchors whose boxes overlap the query box (official) or the single best one");
+    v("query_overlap_iou", query_overlap_iou, "query: anchors whose decoded box has IoU >= this with the query box");
+    v("query_overlap_topk", query_overlap_topk, "query: at most this many of them, by IoU");
+  }
+};
+
+/// Names of the registered model types (model.type), sorted.
+std::vector<std::string> registered_model_types();
+
 struct ModelConfig {
   std::string type = "nae";
   std::vector<double> pixel_mean{0.485, 0.456, 0.406};
   std::vector<double> pixel_std{0.229, 0.224, 0.225};
   BackboneConfig backbone;
-  RpnConfig rpn;
-  RoiHeadsConfig roi_heads;
-  EmbeddingConfig embedding;
+  int64_t embedding_dim = 256;
   OimConfig oim;
+  TwoStageConfig two_stage;
+  OneStageConfig one_stage;
 
   template <class V>
   void visit(V& v) {
-    v.choice("type", type, {"oim", "nae", "nae_plus"}, "which head: OIM-base, NAE or NAE+");
+    v.choice("type", type, registered_model_types(), "which model (psearch models lists them with their losses)");
     v("pixel_mean", pixel_mean, "RGB mean subtracted from images in [0, 1]");
     v("pixel_std", pixel_std, "RGB standard deviation images are divided by");
-    v("backbone", backbone, "ResNet stem");
-    v("rpn", rpn, "region proposal network on C4");
-    v("roi_heads", roi_heads, "RoIAlign, conv5 head and box regression");
-    v("embedding", embedding, "person embedding head");
+    v("backbone", backbone, "ResNet trunk");
+    v("embedding_dim", embedding_dim, "person embedding dimension d");
     v("oim", oim, "online instance matching loss");
+    v("two_stage", two_stage, "two-stage family (oim, nae, nae_plus): RPN, RoI head, embedding head");
+    v("one_stage", one_stage, "one-stage family (pcnet): RetinaNet-FPN trunk, CPP, CSA");
   }
 };
 
-struct LossWeightsConfig {
-  double rpn_objectness = 1.0;
-  double rpn_box = 1.0;
-  double box = 1.0;
-  double detection = 1.0;
-  double reid = 1.0;
-
-  template <class V>
-  void visit(V& v) {
-    v("rpn_objectness", rpn_objectness, "weight of the RPN objectness loss");
-    v("rpn_box", rpn_box, "weight of the RPN box regression loss");
-    v("box", box, "weight of the head box regression loss");
-    v("detection", detection, "weight of the person/background loss (OIM classifier or NAE norm)");
-    v("reid", reid, "weight of the OIM loss");
-  }
-};
+/// Loss name (as the model reports it, e.g. "loss_box_reg") -> weight in the total loss.
+/// Names not listed weigh 1; names the model does not have are refused.
+using LossWeights = std::map<std::string, double>;
 
 struct TrainConfig {
   int64_t batch_size = 5;
@@ -189,7 +267,7 @@ struct TrainConfig {
   std::vector<int64_t> milestones{16};
   double gamma = 0.1;
   double clip_grad_norm = 10.0;
-  LossWeightsConfig loss_weights;
+  LossWeights loss_weights;
   std::string init_from;
   int64_t seed = 1;
   int64_t checkpoint_every = 1;
@@ -213,7 +291,7 @@ struct TrainConfig {
     v("milestones", milestones, "the learning rate is multiplied by gamma at each of these points");
     v("gamma", gamma, "learning-rate decay factor at each milestone");
     v("clip_grad_norm", clip_grad_norm, "clip the global gradient L2 norm to this (<= 0: no clipping)");
-    v("loss_weights", loss_weights, "weights of the loss terms in the total loss");
+    v("loss_weights", loss_weights, "loss name -> weight in the total loss (unlisted losses weigh 1; psearch models lists the names)");
     v("init_from", init_from, "checkpoint to initialise the whole model from (NAE+ starts from a trained NAE); empty: none");
     v("seed", seed, "random seed (data order, flips, sampling, initialisation)");
     v("checkpoint_every", checkpoint_every, "write a checkpoint every this many units");
@@ -235,11 +313,11 @@ struct InferenceConfig {
   void visit(V& v) {
     v("min_size", min_size, "shorter image side after resizing (pixels)");
     v("max_size", max_size, "upper bound on the longer side after resizing (pixels)");
-    v("batch_size", batch_size, "images per forward pass");
+    v("batch_size", batch_size, "gallery images per forward pass in eval");
     v("score_thresh", score_thresh, "detections with a lower person score are dropped before NMS");
     v("nms_thresh", nms_thresh, "IoU threshold of the NMS on final detections");
     v("detections_per_img", detections_per_img, "detections kept per image after NMS");
-    v("det_thresh", det_thresh, "search: gallery detections with a lower score are not ranked");
+    v("det_thresh", det_thresh, "search: gallery detections with a lower score are not ranked (eval's --det-thresh default for this model)");
     v("cws", cws, "OIM-base: class-weighted similarity (embedding scaled by the person score)");
   }
 };
@@ -261,6 +339,7 @@ struct DatasetConfig {
 
 /// A whole experiment.
 struct Config {
+  int64_t version = kConfigVersion;
   ModelConfig model;
   TrainConfig train;
   InferenceConfig inference;
@@ -268,6 +347,7 @@ struct Config {
 
   template <class V>
   void visit(V& v) {
+    v("version", version, "layout version of this file (absent: 1, migrated on reading)");
     v("model", model, "architecture");
     v("train", train, "optimisation schedule and training data");
     v("inference", inference, "detection and search at test time");

@@ -204,6 +204,77 @@ SourcedTree load_tree(const fs::path& path) {
   return load_tree_impl(path, chain);
 }
 
+namespace {
+
+/// The node at a dotted path, or an invalid node when any part is missing.
+YAML::Node find_node(const YAML::Node& root, const std::vector<std::string>& keys) {
+  YAML::Node walk;
+  walk.reset(root);
+  for (const auto& key : keys) {
+    if (!walk.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    const YAML::Node& const_walk = walk;
+    const YAML::Node child = const_walk[key];
+    if (!child) return YAML::Node(YAML::NodeType::Undefined);
+    walk.reset(child);
+  }
+  return walk;
+}
+
+/// Moves the key at `from` (a value or a whole section, with its origins) to `to`, merging
+/// into what is there already. Nothing happens when `from` is absent.
+void move_key(SourcedTree& tree, const std::string& from, const std::string& to) {
+  const std::vector<std::string> from_keys = split_path(from);
+  std::vector<std::string> parent_keys(from_keys.begin(), from_keys.end() - 1);
+  YAML::Node parent = find_node(tree.root, parent_keys);
+  if (!parent || !parent.IsMap()) return;
+  const YAML::Node& const_parent = parent;
+  if (!const_parent[from_keys.back()]) return;
+  const YAML::Node value = YAML::Clone(const_parent[from_keys.back()]);
+  parent.remove(from_keys.back());
+
+  Origins moved;
+  const std::string prefix = from + ".";
+  for (auto it = tree.origins.begin(); it != tree.origins.end();) {
+    if (it->first == from || it->first.rfind(prefix, 0) == 0) {
+      moved[to + it->first.substr(from.size())] = it->second;
+      it = tree.origins.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  YAML::Node patch;
+  patch.reset(value);
+  const std::vector<std::string> to_keys = split_path(to);
+  for (auto it = to_keys.rbegin(); it != to_keys.rend(); ++it) {
+    YAML::Node wrapper(YAML::NodeType::Map);
+    wrapper[*it] = patch;
+    patch.reset(wrapper);
+  }
+  merge(tree.root, patch, "", moved, tree.origins);
+}
+
+}  // namespace
+
+void migrate(SourcedTree& tree) {
+  const YAML::Node& root = tree.root;
+  if (const YAML::Node version = root["version"]; version && !(version.IsScalar() && version.Scalar() == "1"))
+    return;  // current (or a value that validation refuses with its own message)
+  // Version 1 -> 2: the two-stage sections move under model.two_stage, the embedding size
+  // becomes model.embedding_dim, and loss weights are keyed by the model's loss names.
+  move_key(tree, "model.embedding.dim", "model.embedding_dim");
+  for (const char* section : {"rpn", "roi_heads", "embedding"})
+    move_key(tree, std::string("model.") + section, std::string("model.two_stage.") + section);
+  const std::pair<const char*, const char*> loss_names[] = {{"rpn_objectness", "loss_objectness"},
+                                                            {"rpn_box", "loss_rpn_box_reg"},
+                                                            {"box", "loss_box_reg"},
+                                                            {"detection", "loss_detection"},
+                                                            {"reid", "loss_reid"}};
+  for (const auto& [old_name, new_name] : loss_names)
+    move_key(tree, std::string("train.loss_weights.") + old_name, std::string("train.loss_weights.") + new_name);
+  tree.root["version"] = kConfigVersion;
+  tree.origins["version"] = tree.source + " (migrated from version 1)";
+}
+
 SourcedTree parse_tree(const std::string& text, const std::string& source, const fs::path& base_dir) {
   std::vector<std::string> chain{source};
   return parse_tree_impl(text, source, base_dir, chain);

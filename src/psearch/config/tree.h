@@ -35,6 +35,10 @@ SourcedTree parse_tree(const std::string& text, const std::string& source,
 /// Throws ConfigError naming the override when it is malformed.
 void apply_override(SourcedTree& tree, const std::string& override_text);
 
+/// Rewrites a version-1 tree (no `version` key, or `version: 1`) into the current layout
+/// (docs/config.md, "Versions"); a current tree is left as it is. Origins move with keys.
+void migrate(SourcedTree& tree);
+
 /// "a.b" + "c" -> "a.b.c"; "" + "c" -> "c".
 std::string join_path(const std::string& parent, const std::string& key);
 

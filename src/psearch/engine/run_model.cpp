@@ -1,12 +1,17 @@
 #include "psearch/engine/run_model.h"
 
+#include <ATen/ops/argsort.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/tensor.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
+#include <stdexcept>
 
+#include "psearch/boxes/box_ops.h"
 #include "psearch/data/image_io.h"
 #include "psearch/util/progress.h"
 
@@ -19,9 +24,20 @@ at::Tensor boxes_tensor(const std::vector<data::Box>& boxes) {
   return at::tensor(flat).view({static_cast<int64_t>(boxes.size()), 4});
 }
 
-evaluation::ImageDetections detect(modeling::SearchModel& model, const at::Tensor& image) {
-  modeling::Detections d = model.detect(image);
-  return {d.boxes, d.scores, d.features};
+/// CBGM context of one query: its box and embedding, then the image's other gallery
+/// entries by decreasing score.
+evaluation::QueryContext query_context(const data::Box& box, const at::Tensor& feature,
+                                       const modeling::Detections& image, double overlap) {
+  const at::Tensor query_box = boxes_tensor({box});
+  std::vector<at::Tensor> boxes{query_box}, features{feature.unsqueeze(0)};
+  if (image.boxes.size(0) > 0) {
+    const at::Tensor order = at::argsort(image.scores, /*stable=*/true, /*dim=*/0, /*descending=*/true);
+    const at::Tensor sorted = image.boxes.index_select(0, order);
+    const at::Tensor keep = boxes::box_iou(query_box, sorted)[0].le(overlap).nonzero().view({-1});
+    boxes.push_back(sorted.index_select(0, keep));
+    features.push_back(image.features.index_select(0, order).index_select(0, keep));
+  }
+  return {at::cat(boxes), at::cat(features)};
 }
 
 }  // namespace
@@ -30,6 +46,7 @@ evaluation::SearchInputs run_search_model(modeling::SearchModel& model, const da
                                           const RunOptions& options) {
   if (!options.ground_truth_boxes && !model.has_detector())
     throw std::runtime_error(model.name() + " has no detector: run it with ground-truth boxes");
+  if (options.batch_size < 1) throw std::invalid_argument("run_search_model: batch_size must be >= 1");
   // Queries grouped by image, so every image is decoded once for both paths.
   std::map<int32_t, std::vector<size_t>> queries_of_image;
   for (size_t q = 0; q < split.queries.size(); ++q) queries_of_image[split.queries[q].image].push_back(q);
@@ -37,34 +54,48 @@ evaluation::SearchInputs run_search_model(modeling::SearchModel& model, const da
   evaluation::SearchInputs inputs;
   inputs.gallery.resize(split.images.size());
   std::vector<at::Tensor> query_features(split.queries.size());
+  if (options.query_context) inputs.query_context.resize(split.queries.size());
   std::unique_ptr<util::ProgressBar> bar;
   if (options.progress) bar = std::make_unique<util::ProgressBar>(model.name(), split.images.size(), "img");
-  for (size_t i = 0; i < split.images.size(); ++i) {
-    const at::Tensor image = data::read_image(split.images[i].path);
-    // One embed call per image: the annotated boxes (ground-truth mode) first, then the
-    // queries on this image, so the backbone runs once per image, not once per path.
-    std::vector<data::Box> boxes;
-    if (options.ground_truth_boxes)
-      for (const auto& person : split.images[i].persons) boxes.push_back(person.box);
-    const int64_t num_gallery = static_cast<int64_t>(boxes.size());
-    auto queries = queries_of_image.find(static_cast<int32_t>(i));
-    if (queries != queries_of_image.end())
-      for (size_t q : queries->second) boxes.push_back(split.queries[q].box);
-    at::Tensor features;
-    if (options.ground_truth_boxes || !boxes.empty()) features = model.embed(image, boxes_tensor(boxes));
-
-    if (options.ground_truth_boxes) {
-      evaluation::ImageDetections& gallery = inputs.gallery[i];
-      gallery.boxes = boxes_tensor({boxes.begin(), boxes.begin() + num_gallery});
-      gallery.scores = at::ones({num_gallery});
-      gallery.features = features.slice(0, 0, num_gallery);
-    } else {
-      inputs.gallery[i] = detect(model, image);
+  const size_t batch = static_cast<size_t>(options.batch_size);
+  for (size_t first = 0; first < split.images.size(); first += batch) {
+    const size_t end = std::min(split.images.size(), first + batch);
+    std::vector<at::Tensor> images;
+    for (size_t i = first; i < end; ++i) images.push_back(data::read_image(split.images[i].path));
+    if (!options.ground_truth_boxes) {
+      std::vector<modeling::Detections> detections = model.detect_batch(images);
+      for (size_t i = first; i < end; ++i) inputs.gallery[i] = std::move(detections[i - first]);
     }
-    if (queries != queries_of_image.end())
-      for (size_t k = 0; k < queries->second.size(); ++k)
-        query_features[queries->second[k]] = features[num_gallery + static_cast<int64_t>(k)];
-    if (bar) bar->advance();
+    for (size_t i = first; i < end; ++i) {
+      const at::Tensor& image = images[i - first];
+      // One embed call per image: the annotated boxes (ground-truth mode) first, then the
+      // queries on this image, so the backbone runs once per image for the query path.
+      std::vector<data::Box> boxes;
+      if (options.ground_truth_boxes)
+        for (const auto& person : split.images[i].persons) boxes.push_back(person.box);
+      const int64_t num_gallery = static_cast<int64_t>(boxes.size());
+      auto queries = queries_of_image.find(static_cast<int32_t>(i));
+      if (queries != queries_of_image.end())
+        for (size_t q : queries->second) boxes.push_back(split.queries[q].box);
+      at::Tensor features;
+      if (options.ground_truth_boxes || !boxes.empty()) features = model.embed(image, boxes_tensor(boxes));
+
+      if (options.ground_truth_boxes) {
+        modeling::Detections& gallery = inputs.gallery[i];
+        gallery.boxes = boxes_tensor({boxes.begin(), boxes.begin() + num_gallery});
+        gallery.scores = at::ones({num_gallery});
+        gallery.features = features.slice(0, 0, num_gallery);
+      }
+      if (queries == queries_of_image.end()) continue;
+      for (size_t k = 0; k < queries->second.size(); ++k) {
+        const size_t q = queries->second[k];
+        query_features[q] = features[num_gallery + static_cast<int64_t>(k)];
+        if (options.query_context)
+          inputs.query_context[q] =
+              query_context(split.queries[q].box, query_features[q], inputs.gallery[i], options.context_overlap);
+      }
+    }
+    if (bar) bar->advance(end - first);
   }
   if (bar) bar->finish();
   inputs.query_features = split.queries.empty() ? at::Tensor() : at::stack(query_features);

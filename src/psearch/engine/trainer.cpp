@@ -27,7 +27,9 @@
 #include "psearch/data/image_io.h"
 #include "psearch/data/prw.h"
 #include "psearch/engine/training_checkpoint.h"
-#include "psearch/engine/two_stage_builder.h"
+#include "psearch/checkpoint/state_dict.h"
+#include "psearch/engine/model_builder.h"
+#include "psearch/modeling/input/image_transform.h"
 #include "psearch/util/atomic_file.h"
 #include "psearch/util/file_status.h"
 #include "psearch/util/strings.h"
@@ -146,7 +148,7 @@ Batch load_batch(const data::TrainSplit& split, const std::vector<int64_t>& orde
 
 /// SGD with two parameter groups: weights (weight_decay, lr) and biases
 /// (weight_decay_bias, lr * bias_lr_factor). Frozen parameters are left out.
-std::unique_ptr<torch::optim::SGD> make_optimizer(ms::TwoStageModelImpl& model, const config::TrainConfig& t) {
+std::unique_ptr<torch::optim::SGD> make_optimizer(torch::nn::Module& model, const config::TrainConfig& t) {
   std::vector<at::Tensor> weights, biases;
   for (const auto& item : model.named_parameters()) {
     if (!item.value().requires_grad()) continue;
@@ -177,12 +179,9 @@ std::string format_duration(double seconds) {
   return out.str();
 }
 
-/// Short names of the loss terms for log lines, in print order.
-const std::vector<std::pair<std::string, std::string>>& loss_terms() {
-  static const std::vector<std::pair<std::string, std::string>> terms = {
-      {"loss_objectness", "obj"}, {"loss_rpn_box_reg", "rpn_box"}, {"loss_box_reg", "box"},
-      {"loss_detection", "det"},  {"loss_reid", "reid"}};
-  return terms;
+/// A loss term's name in log lines: "loss_box_reg" -> "box_reg".
+std::string short_loss_name(const std::string& name) {
+  return util::starts_with(name, "loss_") ? name.substr(5) : name;
 }
 
 class Trainer {
@@ -255,9 +254,9 @@ class Trainer {
 
   void build() {
     at::manual_seed(static_cast<uint64_t>(config_.train.seed));
-    model_ = build_two_stage_model(config_, split_.num_labeled_ids);
+    model_ = build_model(config_, split_.num_labeled_ids);
     if (!config_.train.init_from.empty()) init_from_checkpoint(*model_, config_.train.init_from);
-    else if (!config_.model.backbone.weights.empty()) load_imagenet_backbone(*model_, config_.model.backbone.weights);
+    else if (!config_.model.backbone.weights.empty()) model_->load_backbone_weights(config_.model.backbone.weights);
     model_->to(options_.device);
     optimizer_ = make_optimizer(*model_, config_.train);
   }
@@ -284,10 +283,10 @@ class Trainer {
 
   void save(const std::string& path, int64_t iteration) {
     CheckpointContents c;
-    c.model_type = config_.model.type;
+    c.model_type = model_->type();
     c.config_yaml = config::to_yaml(config_);
     c.iteration = iteration;
-    c.num_pids = model_->options().oim.num_pids();
+    c.num_pids = model_->num_pids();
     c.state = model_state(*model_);
     c.rng_state = at::detail::getDefaultCPUGenerator().get_state();
     save_checkpoint(path, c, optimizer_.get());
@@ -335,10 +334,12 @@ class Trainer {
     std::ostringstream text;
     text << std::fixed << "it " << iteration << "/" << schedule_.total << " ep " << std::setprecision(2)
          << static_cast<double>(iteration) / schedule_.per_epoch << " | loss " << std::setprecision(4) << total << " (";
-    for (const auto& [key, name] : loss_terms()) {
+    bool first_term = true;
+    for (const auto& key : model_->loss_names()) {
       const double v = losses_.at(key).item<double>();
       line[key] = v;
-      text << (name == "obj" ? "" : " ") << name << " " << std::setprecision(4) << v;
+      text << (first_term ? "" : " ") << short_loss_name(key) << " " << std::setprecision(4) << v;
+      first_term = false;
     }
     text << ") | grad " << std::setprecision(2) << grad_norm_ << " | lr " << std::scientific << std::setprecision(2)
          << lr_ << std::fixed << " | " << std::setprecision(3)
@@ -353,7 +354,7 @@ class Trainer {
   Schedule schedule_;
   std::vector<int64_t> order_;  ///< image order of epoch order_epoch_
   int64_t order_epoch_ = -1;
-  ms::TwoStageModel model_{nullptr};
+  ms::PersonSearchModel model_;
   std::unique_ptr<torch::optim::SGD> optimizer_;
   std::map<std::string, at::Tensor> losses_;
   double lr_ = 0;
@@ -362,7 +363,7 @@ class Trainer {
 
 }  // namespace
 
-TrainResult train_two_stage(const config::Config& config, const TrainOptions& options) {
+TrainResult train_model(const config::Config& config, const TrainOptions& options) {
   return Trainer(config, options).run();
 }
 

@@ -1,6 +1,6 @@
 #pragma once
-/// Training the two-stage person-search models (OIM-base, NAE, NAE+) on a dataset's
-/// training split, as configured (docs/training.md):
+/// Training any registered person-search model (OIM-base, NAE, NAE+, ...) on a dataset's
+/// training split, as configured (docs/training.md), through the model interface only:
 ///   SGD (momentum, weight decay, separate bias settings), linear warm-up, multi-step
 ///   decay, global gradient-norm clipping; images resized as the config says, random
 ///   horizontal flips, seeded data order; a log line with the loss terms, learning rate,
@@ -47,6 +47,6 @@ struct TrainResult {
 /// Trains as `config` says. Throws std::runtime_error (one line, naming the file) for a
 /// missing dataset, unreadable images or weight files, a checkpoint that does not fit, or a
 /// loss that becomes NaN / infinite (the last checkpoint stays as it was).
-TrainResult train_two_stage(const config::Config& config, const TrainOptions& options);
+TrainResult train_model(const config::Config& config, const TrainOptions& options);
 
 }  // namespace psearch::engine

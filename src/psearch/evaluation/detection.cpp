@@ -64,7 +64,7 @@ int64_t match_image(const std::vector<data::Box>& gts, const std::vector<data::B
 }  // namespace
 
 DetectionMetrics evaluate_detection(const std::vector<data::ImageRecord>& images,
-                                    const std::vector<ImageDetections>& detections,
+                                    const std::vector<modeling::Detections>& detections,
                                     const DetectionOptions& options) {
   check_image_detections(images, detections, false);
   DetectionMetrics m;

@@ -40,7 +40,7 @@ struct DetectionMetrics {
 /// Evaluates `detections` (one entry per image, in order) against the persons of `images`.
 /// Throws std::invalid_argument when the counts or shapes do not fit.
 DetectionMetrics evaluate_detection(const std::vector<data::ImageRecord>& images,
-                                    const std::vector<ImageDetections>& detections,
+                                    const std::vector<modeling::Detections>& detections,
                                     const DetectionOptions& options = {});
 
 }  // namespace psearch::evaluation

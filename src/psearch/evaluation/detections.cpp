@@ -17,7 +17,7 @@ std::string shape(const at::Tensor& t) {
 }  // namespace
 
 int64_t check_image_detections(const std::vector<data::ImageRecord>& images,
-                               const std::vector<ImageDetections>& detections, bool need_features) {
+                               const std::vector<modeling::Detections>& detections, bool need_features) {
   if (detections.size() != images.size())
     throw std::invalid_argument("detections for " + std::to_string(detections.size()) + " images, the split has " +
                                 std::to_string(images.size()));

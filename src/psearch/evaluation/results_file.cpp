@@ -1,10 +1,14 @@
 #include "psearch/evaluation/results_file.h"
 
+#include <ATen/core/Dict.h>
+#include <ATen/core/List.h>
+#include <ATen/core/ivalue.h>
 #include <ATen/ops/all.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/isfinite.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/tensor.h>
+#include <ATen/ops/zeros.h>
 
 #include <cmath>
 #include <sstream>
@@ -12,6 +16,8 @@
 #include <unordered_map>
 
 #include "psearch/checkpoint/torch_object.h"
+#include "psearch/checkpoint/torch_save.h"
+#include "psearch/util/atomic_file.h"
 
 namespace psearch::evaluation {
 namespace {
@@ -135,7 +141,7 @@ ResultsFile read_results_file(const std::string& path) {
     where += " (" + name + ")";
     if (!seen.emplace(name, i).second)
       r.fail(where, "image listed twice (also gallery[" + std::to_string(seen[name]) + "])");
-    ImageDetections d;
+    modeling::Detections d;
     d.boxes = require_tensor(r, where + ": boxes", require(r, where, gallery[i], "boxes"));
     if (d.boxes.numel() == 0) d.boxes = d.boxes.reshape({0, 4});
     if (d.boxes.dim() != 2 || d.boxes.size(1) != 4)
@@ -238,6 +244,60 @@ SearchInputs match_results(const ResultsFile& results, const data::SearchSplit& 
   inputs.query_features = results.query_features;
   inputs.query_context = results.query_context;
   return inputs;
+}
+
+namespace {
+
+using Entry = c10::impl::GenericDict;
+
+/// A str -> any dict (c10::Dict<std::string, IValue> cannot be default-constructed).
+Entry new_entry() { return Entry(c10::StringType::get(), c10::AnyType::get()); }
+
+c10::impl::GenericList any_list() { return c10::impl::GenericList(c10::AnyType::get()); }
+
+/// A CPU float32 copy with a storage of its own (torch_save_bytes writes whole storages).
+at::Tensor cpu_float(const at::Tensor& t) { return t.detach().to(at::kCPU, at::kFloat).clone(at::MemoryFormat::Contiguous); }
+
+}  // namespace
+
+void write_results_file(const std::string& path, const ResultsFile& results) {
+  if (results.gallery.size() != results.gallery_images.size() || results.query_boxes.size() != results.query_images.size())
+    throw std::invalid_argument(path + ": write_results_file: names and entries differ in number");
+  Entry root = new_entry();
+  root.insert("format", std::string(kResultsFormat));
+  auto gallery = any_list();
+  for (size_t i = 0; i < results.gallery.size(); ++i) {
+    const modeling::Detections& d = results.gallery[i];
+    Entry e = new_entry();
+    e.insert("image", results.gallery_images[i]);
+    e.insert("boxes", cpu_float(d.boxes));
+    e.insert("scores", cpu_float(d.scores));
+    e.insert("features", d.features.defined() ? cpu_float(d.features) : at::zeros({d.boxes.size(0), results.dim}));
+    gallery.push_back(e);
+  }
+  root.insert("gallery", gallery);
+  auto queries = any_list();
+  for (size_t q = 0; q < results.query_images.size(); ++q) {
+    const data::Box& b = results.query_boxes[q];
+    Entry e = new_entry();
+    e.insert("image", results.query_images[q]);
+    e.insert("box", at::tensor(std::vector<float>(b.begin(), b.end())));
+    e.insert("features", cpu_float(results.query_features[static_cast<int64_t>(q)]));
+    queries.push_back(e);
+  }
+  root.insert("queries", queries);
+  if (!results.query_context.empty()) {
+    auto contexts = any_list();
+    for (const QueryContext& c : results.query_context) {
+      Entry e = new_entry();
+      e.insert("boxes", cpu_float(c.boxes));
+      e.insert("features", cpu_float(c.features));
+      contexts.push_back(e);
+    }
+    root.insert("query_detections", contexts);
+  }
+  const std::vector<char> bytes = checkpoint::torch_save_bytes(root);
+  util::write_bytes_atomically(path, std::string_view(bytes.data(), bytes.size()));
 }
 
 }  // namespace psearch::evaluation

@@ -1,5 +1,5 @@
 #pragma once
-/// Reading the framework-neutral results file (docs/results_format.md): a torch.save'd dict
+/// Reading and writing the framework-neutral results file (docs/results_format.md): a torch.save'd dict
 /// with the detections and embeddings of every test image and the embedding of every query,
 /// so that any implementation's output can be scored by `psearch eval-results`.
 #include <ATen/core/Tensor.h>
@@ -21,7 +21,7 @@ struct ResultsFile {
   std::string path;
   int64_t dim = 0;                           ///< embedding size D
   std::vector<std::string> gallery_images;   ///< image names, file order
-  std::vector<ImageDetections> gallery;      ///< boxes [N, 4], scores [N], features [N, D]
+  std::vector<modeling::Detections> gallery;      ///< boxes [N, 4], scores [N], features [N, D]
   std::vector<std::string> query_images;     ///< query image names, dataset query order
   std::vector<data::Box> query_boxes;
   at::Tensor query_features;                 ///< [Q, D]
@@ -32,6 +32,11 @@ struct ResultsFile {
 /// throughout, finite numbers, no image listed twice. Throws std::runtime_error with one line
 /// that names the file and the offending entry.
 ResultsFile read_results_file(const std::string& path);
+
+/// Writes `results` as a results file (the format above, readable by torch.load and by
+/// read_results_file), atomically. query_context is written as "query_detections" when not
+/// empty. Throws std::runtime_error naming the path.
+void write_results_file(const std::string& path, const ResultsFile& results);
 
 /// Puts the file's detections in `split.images` order and checks the queries against
 /// `split.queries` (same count; same image and, to within 1 pixel, the same box, in the same

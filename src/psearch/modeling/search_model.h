@@ -4,15 +4,11 @@
 #include <ATen/core/Tensor.h>
 
 #include <string>
+#include <vector>
+
+#include "psearch/modeling/detections.h"
 
 namespace psearch::modeling {
-
-/// Detections of one image, in the input image's pixel coordinates.
-struct Detections {
-  at::Tensor boxes;     ///< [N, 4] float32 (x1, y1, x2, y2)
-  at::Tensor scores;    ///< [N] float32 detection confidence
-  at::Tensor features;  ///< [N, D] float32; similarity between two boxes is their dot product
-};
 
 class SearchModel {
  public:
@@ -29,6 +25,14 @@ class SearchModel {
   /// Query path: embeds the given boxes of one image. image: [3, H, W] RGB in [0, 1];
   /// boxes: [K, 4] (x1, y1, x2, y2) in image pixels. Returns [K, D], L2-normalised.
   virtual at::Tensor embed(const at::Tensor& image, const at::Tensor& boxes) = 0;
+
+  /// Gallery path on several images at once (one forward pass where the model batches);
+  /// the default calls detect() per image.
+  virtual std::vector<Detections> detect_batch(const std::vector<at::Tensor>& images) {
+    std::vector<Detections> out;
+    for (const auto& image : images) out.push_back(detect(image));
+    return out;
+  }
 };
 
 }  // namespace psearch::modeling

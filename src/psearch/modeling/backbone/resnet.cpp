@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "psearch/modeling/layers/frozen_batch_norm.h"
+#include "psearch/modeling/torchvision_files.h"
 #include "psearch/util/strings.h"
 
 namespace psearch::modeling {
@@ -174,6 +175,7 @@ torch::nn::Sequential ResNetImpl::layer(int index) const {
 checkpoint::LoadReport load_torchvision_resnet(ResNetImpl& model, const std::string& path,
                                                checkpoint::Strictness strictness) {
   checkpoint::TensorMap state = checkpoint::load_tensors(path);
+  require_torchvision_kind(state, TorchvisionKind::kResNet, path);
   const bool frozen = model.options().norm() == NormKind::kFrozen;
   const std::string counter = ".num_batches_tracked";
   for (auto it = state.begin(); it != state.end();) {

@@ -9,7 +9,7 @@
 
 #include <stdexcept>
 
-#include "psearch/modeling/two_stage/image_transform.h"
+#include "psearch/modeling/input/image_transform.h"
 #include "psearch/ops/ops.h"
 
 namespace psearch::modeling {

@@ -17,6 +17,7 @@
 
 #include "psearch/boxes/box_ops.h"
 #include "psearch/config/config.h"
+#include "psearch/modeling/layers/conv_relu.h"
 #include "psearch/ops/ops.h"
 
 namespace psearch::modeling {
@@ -27,26 +28,6 @@ namespace nn = torch::nn;
 /// Smooth L1 transition point of the RPN box loss (torchvision, after Detectron).
 constexpr double kSmoothL1Beta = 1.0 / 9.0;
 
-/// [B, A * C, H, W] -> [B, H * W * A, C]: the anchors of a cell become consecutive rows,
-/// matching the order in which the anchor generator lists anchors.
-at::Tensor flatten_map(const at::Tensor& x, int64_t channels_per_anchor) {
-  const int64_t b = x.size(0), h = x.size(2), w = x.size(3);
-  const int64_t a = x.size(1) / channels_per_anchor;
-  return x.view({b, a, channels_per_anchor, h, w}).permute({0, 3, 4, 1, 2}).reshape({b, -1, channels_per_anchor});
-}
-
-/// 3x3 conv + ReLU. The conv is registered as "0" so that parameters read conv.<i>.0.* as
-/// in torchvision's Conv2dNormActivation (a Sequential cannot hold a Sequential in C++).
-class ConvReLUImpl : public nn::Module {
- public:
-  explicit ConvReLUImpl(int64_t channels)
-      : conv_(register_module("0", nn::Conv2d(nn::Conv2dOptions(channels, channels, 3).padding(1)))) {}
-  at::Tensor forward(const at::Tensor& x) { return at::relu(conv_->forward(x)); }
-
- private:
-  nn::Conv2d conv_;
-};
-TORCH_MODULE(ConvReLU);
 
 void check_features(const std::vector<at::Tensor>& features, const ImageSizes& sizes, int64_t num_maps) {
   TORCH_CHECK(static_cast<int64_t>(features.size()) == num_maps, "RegionProposalNetwork: anchors are configured for ",
@@ -149,8 +130,8 @@ RPNPredictions RegionProposalNetworkImpl::predict(const std::vector<at::Tensor>&
   RPNPredictions out;
   std::vector<at::Tensor> flat_logits, flat_deltas;
   for (size_t l = 0; l < logits.size(); ++l) {
-    flat_logits.push_back(flatten_map(logits[l], 1));
-    flat_deltas.push_back(flatten_map(deltas[l], 4));
+    flat_logits.push_back(flatten_per_anchor(logits[l], 1));
+    flat_deltas.push_back(flatten_per_anchor(deltas[l], 4));
     out.anchors_per_map.push_back(flat_logits.back().size(1));
   }
   out.objectness = at::cat(flat_logits, 1).squeeze(2);  // [B, T]

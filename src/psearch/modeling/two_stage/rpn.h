@@ -24,6 +24,7 @@
 #include "psearch/boxes/box_coder.h"
 #include "psearch/boxes/matcher.h"
 #include "psearch/boxes/sampler.h"
+#include "psearch/modeling/input/image_sizes.h"
 
 namespace psearch::config {
 struct RpnConfig;
@@ -60,14 +61,6 @@ struct RPNOptions {
 
 /// The options a config section asks for (model.rpn of configs/*.yaml).
 RPNOptions rpn_options_from_config(const config::RpnConfig& config);
-
-/// Sizes of a batch of images.
-struct ImageSizes {
-  /// (H, W) of the padded batch tensor [B, 3, H, W]; anchor strides are H / H_l, W / W_l.
-  std::array<int64_t, 2> batch{};
-  /// (h, w) of each image inside it (before padding); its proposals are clipped to it.
-  std::vector<std::array<int64_t, 2>> images;
-};
 
 /// Proposals (and, in training, the RPN losses) of a batch.
 struct RPNOutput {

@@ -16,12 +16,18 @@
 #include <utility>
 
 #include "psearch/boxes/box_ops.h"
+#include "psearch/checkpoint/state_dict.h"
 #include "psearch/config/config.h"
+#include "psearch/modeling/backbone/backbone_config.h"
+#include "psearch/modeling/layers/normalize.h"
 
 namespace psearch::modeling {
 namespace {
 
-at::Tensor l2_normalize(const at::Tensor& x) { return x / x.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12); }
+/// A whole-ResNet key as the two-stage trunk names it: layer4 is the RoI head.
+std::string trunk_name(const std::string& name) {
+  return name.rfind("layer4.", 0) == 0 ? "roi_heads.head." + name.substr(7) : "backbone." + name;
+}
 
 std::vector<int64_t> counts(const std::vector<at::Tensor>& boxes) {
   std::vector<int64_t> n;
@@ -29,12 +35,6 @@ std::vector<int64_t> counts(const std::vector<at::Tensor>& boxes) {
   return n;
 }
 
-int64_t resnet_depth(const std::string& arch) {
-  if (arch == "resnet18") return 18;
-  if (arch == "resnet34") return 34;
-  if (arch == "resnet50") return 50;
-  throw std::invalid_argument("unknown backbone '" + arch + "'");
-}
 
 /// Identity label of every sampled RoI for OIM: the matched person's pid for persons,
 /// kOimBackground for background.
@@ -88,30 +88,33 @@ std::string two_stage_head_name(TwoStageHead head) {
   return "?";
 }
 
+const std::vector<std::string>& two_stage_loss_names() {
+  static const std::vector<std::string> names = {"loss_objectness", "loss_rpn_box_reg", "loss_box_reg",
+                                                 "loss_detection", "loss_reid"};
+  return names;
+}
+
 TwoStageOptions two_stage_options_from_config(const config::Config& c, int64_t num_pids) {
   const auto& m = c.model;
+  const auto& t = m.two_stage;
   TwoStageOptions o(m.oim.num_pids > 0 ? m.oim.num_pids : num_pids);
   o.head = parse_two_stage_head(m.type);
-  o.backbone = ResNetOptions()
-                   .depth(resnet_depth(m.backbone.arch))
-                   .norm(m.backbone.norm == "frozen" ? NormKind::kFrozen : NormKind::kBatchNorm)
-                   .freeze_at(m.backbone.freeze_at);
-  o.rpn = rpn_options_from_config(m.rpn);
-  o.roi_heads = roi_box_head_options_from_config(m.roi_heads)
+  o.backbone = resnet_options(m.backbone);
+  o.rpn = rpn_options_from_config(t.rpn);
+  o.roi_heads = roi_box_head_options_from_config(t.roi_heads)
                     .score_thresh(c.inference.score_thresh)
                     .nms_thresh(c.inference.nms_thresh)
                     .detections_per_img(c.inference.detections_per_img);
   o.embedding = EmbeddingHeadOptions()
-                    .dim(m.embedding.dim)
-                    .fuse_res4(m.embedding.fuse_res4)
-                    .feature_pool(m.roi_heads.feature_pool);
-  o.pixel_size = m.embedding.pixel_size;
-  o.oim.num_features(m.embedding.dim)
+                    .dim(m.embedding_dim)
+                    .fuse_res4(t.embedding.fuse_res4)
+                    .feature_pool(t.roi_heads.feature_pool);
+  o.pixel_size = t.embedding.pixel_size;
+  o.oim.num_features(m.embedding_dim)
       .num_cq_size(m.oim.queue_size)
       .oim_momentum(m.oim.momentum)
       .oim_scalar(m.oim.scalar);
-  const auto& w = c.train.loss_weights;
-  o.loss_weights = {w.rpn_objectness, w.rpn_box, w.box, w.detection, w.reid};
+  o.loss_weights = c.train.loss_weights;
   o.train_transform = image_transform_options_from_config(c.train).mean(m.pixel_mean).std(m.pixel_std);
   o.test_transform = image_transform_options_from_config(c.inference).mean(m.pixel_mean).std(m.pixel_std);
   o.cws = c.inference.cws;
@@ -120,7 +123,9 @@ TwoStageOptions two_stage_options_from_config(const config::Config& c, int64_t n
 
 TwoStageModelImpl::TwoStageModelImpl(const TwoStageOptions& options)
     : options_(options), train_transform_(options.train_transform), test_transform_(options.test_transform) {
-  TORCH_CHECK(options.oim.num_pids() > 0, "TwoStageModel: the OIM lookup table needs at least one identity");
+  if (options.oim.num_pids() <= 0)
+    throw std::invalid_argument("the OIM lookup table needs at least one identity (model.oim.num_pids, or labeled "
+                                "persons in the training split)");
   options_.backbone.last_stage("C4");
   backbone_ = register_module("backbone", ResNet(options_.backbone));
   rpn_ = register_module("rpn", RegionProposalNetwork(backbone_->channels("C4"), options_.rpn));
@@ -219,10 +224,7 @@ std::map<std::string, at::Tensor> TwoStageModelImpl::forward_train(const std::ve
   }
   losses["loss_reid"] = reid_loss_->forward(head.query, roi_identities(samples, targets));
 
-  const auto& w = options_.loss_weights;
-  losses["loss"] = w.rpn_objectness * losses.at("loss_objectness") + w.rpn_box * losses.at("loss_rpn_box_reg") +
-                   w.box * losses.at("loss_box_reg") + w.detection * losses.at("loss_detection") +
-                   w.reid * losses.at("loss_reid");
+  losses["loss"] = weighted_total(losses, two_stage_loss_names(), options_.loss_weights);
   return losses;
 }
 
@@ -263,22 +265,47 @@ std::vector<at::Tensor> TwoStageModelImpl::embed(const std::vector<at::Tensor>& 
   return query.split_with_sizes(counts(batch.boxes));
 }
 
-TwoStageSearchModel::TwoStageSearchModel(TwoStageModel model)
-    : model_(std::move(model)), device_(model_->parameters().front().device()) {
-  model_->eval();
+std::string TwoStageModelImpl::type() const { return two_stage_head_name(options_.head); }
+
+void TwoStageModelImpl::load_backbone_weights(const std::string& path) {
+  // Load into a whole ResNet first: that checks the file against torchvision's layout.
+  ResNetOptions options = options_.backbone;
+  ResNet full(options.last_stage("C5"));
+  load_torchvision_resnet(*full, path, checkpoint::Strictness::kStrict);
+  checkpoint::TensorMap trunk;
+  for (const auto& item : full->named_parameters()) trunk[trunk_name(item.key())] = item.value().detach();
+  for (const auto& item : full->named_buffers()) trunk[trunk_name(item.key())] = item.value().detach();
+  const checkpoint::LoadReport report = checkpoint::load_state_dict(*this, trunk, checkpoint::Strictness::kNonStrict, path);
+  if (!report.unexpected.empty() || !report.mismatched.empty())
+    throw std::runtime_error(path + ": ImageNet weights do not fit the detector trunk" + report.describe());
 }
 
-std::string TwoStageSearchModel::name() const { return two_stage_head_name(model_->options().head); }
-
-Detections TwoStageSearchModel::detect(const at::Tensor& image) {
-  torch::NoGradGuard no_grad;
-  Detections d = model_->detect({image.to(device_)}).front();
-  return {d.boxes.cpu(), d.scores.cpu(), d.features.cpu()};
+void TwoStageModelImpl::init_from(const std::string& source_type, checkpoint::TensorMap state,
+                                  const std::string& path) {
+  if (source_type == "nae" && options_.head == TwoStageHead::kNaePlus) {
+    embedding_state_to_pixel_wise(state, "embedding_head.");
+    checkpoint::load_state_dict(*this, state, checkpoint::Strictness::kStrict, path);
+    return;
+  }
+  if (source_type != type() && options_.head == TwoStageHead::kNaePlus)
+    throw std::runtime_error(path + ": holds a '" + source_type +
+                             "' model; a 'nae_plus' model can start from 'nae_plus' or 'nae' checkpoints only");
+  PersonSearchModelImpl::init_from(source_type, std::move(state), path);
 }
 
-at::Tensor TwoStageSearchModel::embed(const at::Tensor& image, const at::Tensor& boxes) {
-  torch::NoGradGuard no_grad;
-  return model_->embed({image.to(device_)}, {boxes.to(device_, at::kFloat)}).front().cpu();
+namespace {
+
+std::vector<ModelType> two_stage_types() {
+  auto build = [](const config::Config& c, int64_t num_pids) -> PersonSearchModel {
+    return std::make_shared<TwoStageModelImpl>(two_stage_options_from_config(c, num_pids));
+  };
+  return {{"oim", "two_stage", "OIM-base: Faster R-CNN C4, softmax person score, OIM embedding", two_stage_loss_names(), build},
+          {"nae", "two_stage", "NAE: norm-aware embedding (person score from the embedding norm)", two_stage_loss_names(), build},
+          {"nae_plus", "two_stage", "NAE+: pixel-wise norm-aware embedding (init from NAE)", two_stage_loss_names(), build}};
 }
+
+}  // namespace
+
+PSEARCH_REGISTER_MODEL_TYPES(two_stage_types)
 
 }  // namespace psearch::modeling

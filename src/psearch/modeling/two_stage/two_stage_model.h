@@ -27,9 +27,10 @@
 #include "psearch/modeling/losses/nae_loss.h"
 #include "psearch/modeling/losses/nae_plus.h"
 #include "psearch/modeling/losses/oim_loss.h"
-#include "psearch/modeling/search_model.h"
+#include "psearch/modeling/input/image_transform.h"
+#include "psearch/modeling/input/training_target.h"
+#include "psearch/modeling/person_search_model.h"
 #include "psearch/modeling/two_stage/embedding_head.h"
-#include "psearch/modeling/two_stage/image_transform.h"
 #include "psearch/modeling/two_stage/roi_box_head.h"
 #include "psearch/modeling/two_stage/rpn.h"
 
@@ -46,14 +47,8 @@ enum class TwoStageHead { kOim, kNae, kNaePlus };
 TwoStageHead parse_two_stage_head(const std::string& name);
 std::string two_stage_head_name(TwoStageHead head);
 
-/// Weights of the loss terms in the total loss (config train.loss_weights).
-struct TwoStageLossWeights {
-  double rpn_objectness = 1.0;
-  double rpn_box = 1.0;
-  double box = 1.0;
-  double detection = 1.0;
-  double reid = 1.0;
-};
+/// The loss terms of every two-stage model, in log order.
+const std::vector<std::string>& two_stage_loss_names();
 
 struct TwoStageOptions {
   explicit TwoStageOptions(int64_t num_pids) : oim(num_pids) {}
@@ -65,7 +60,8 @@ struct TwoStageOptions {
   EmbeddingHeadOptions embedding;  ///< channels are filled in from the backbone
   int64_t pixel_size = 7;          ///< NAE+: k; must equal the conv5 map size (pooler / 2)
   OIMLossOptions oim;
-  TwoStageLossWeights loss_weights;
+  /// Loss name -> weight in the total loss (config train.loss_weights; unlisted: 1).
+  std::map<std::string, double> loss_weights;
   ImageTransformOptions train_transform;
   ImageTransformOptions test_transform;
   /// OIM-base: scale gallery embeddings by the person score (class-weighted similarity).
@@ -76,31 +72,40 @@ struct TwoStageOptions {
 /// config's model.oim.num_pids is 0 (taken from the training split).
 TwoStageOptions two_stage_options_from_config(const config::Config& config, int64_t num_pids);
 
-/// Ground truth of one training image.
-struct TrainingTarget {
-  at::Tensor boxes;  ///< [G, 4] float32 (x1, y1, x2, y2) in the image's pixels (G may be 0)
-  at::Tensor pids;   ///< int64 [G]: 0..num_pids-1 labeled identity, -1 unlabeled person
-};
-
-class TwoStageModelImpl : public torch::nn::Module {
+class TwoStageModelImpl : public PersonSearchModelImpl {
  public:
+  /// Throws std::invalid_argument when the OIM table would have no identity.
   explicit TwoStageModelImpl(const TwoStageOptions& options);
 
-  /// Training step forward (call train() first). images[i]: [3, H_i, W_i] RGB in [0, 1]
-  /// (augmented already); targets[i] its ground truth. Returns the unweighted loss terms
+  std::string type() const override;
+  int64_t embedding_dim() const override { return options_.embedding.dim(); }
+  int64_t num_pids() const override { return options_.oim.num_pids(); }
+  std::vector<std::string> loss_names() const override { return two_stage_loss_names(); }
+
+  /// Training step forward (call train() first): the loss terms of two_stage_loss_names()
   /// ("loss_objectness", "loss_rpn_box_reg", "loss_box_reg", "loss_detection",
-  /// "loss_reid"; NAE+ adds nothing else) and "loss" = their weighted sum. The OIM memory is
+  /// "loss_reid"; NAE+ adds nothing else) and their weighted sum "loss". The OIM memory is
   /// updated as a side effect.
   std::map<std::string, at::Tensor> forward_train(const std::vector<at::Tensor>& images,
-                                                  const std::vector<TrainingTarget>& targets);
+                                                  const std::vector<TrainingTarget>& targets) override;
 
   /// Gallery path for a batch of images of any sizes ([3, H_i, W_i] RGB in [0, 1]):
   /// detections in each input image's pixels with their embeddings. Call eval() first.
-  std::vector<Detections> detect(const std::vector<at::Tensor>& images);
+  std::vector<Detections> detect(const std::vector<at::Tensor>& images) override;
 
   /// Query path: boxes[i] [K_i, 4] in images[i]'s pixels -> [K_i, d] embeddings with unit
   /// norm (a query is known to be a person). Call eval() first.
-  std::vector<at::Tensor> embed(const std::vector<at::Tensor>& images, const std::vector<at::Tensor>& boxes);
+  std::vector<at::Tensor> embed(const std::vector<at::Tensor>& images,
+                                const std::vector<at::Tensor>& boxes) override;
+
+  /// A torchvision ImageNet ResNet checkpoint (e.g. resnet50-0676ba61.pth): conv1 .. layer3
+  /// into backbone.*, layer4 into roi_heads.head.*; fc.* is dropped. Strict: every trunk
+  /// tensor must be present with its shape.
+  void load_backbone_weights(const std::string& path) override;
+
+  /// The same type loads as is; a NAE checkpoint initialises NAE+ with its FC projections
+  /// turned into 1x1 convs (NAE paper Sec. 4.2).
+  void init_from(const std::string& source_type, checkpoint::TensorMap state, const std::string& path) override;
 
   const TwoStageOptions& options() const { return options_; }
   ResNet backbone() const { return backbone_; }
@@ -130,23 +135,5 @@ class TwoStageModelImpl : public torch::nn::Module {
   OIMLoss reid_loss_{nullptr};
 };
 TORCH_MODULE(TwoStageModel);
-
-/// SearchModel adapter (evaluation, indexing): runs the model in eval mode on its device,
-/// without gradients.
-class TwoStageSearchModel : public SearchModel {
- public:
-  explicit TwoStageSearchModel(TwoStageModel model);
-
-  std::string name() const override;
-  bool has_detector() const override { return true; }
-  Detections detect(const at::Tensor& image) override;
-  at::Tensor embed(const at::Tensor& image, const at::Tensor& boxes) override;
-
-  TwoStageModel model() const { return model_; }
-
- private:
-  TwoStageModel model_;
-  c10::Device device_;
-};
 
 }  // namespace psearch::modeling

@@ -17,7 +17,7 @@
 #include <optional>
 #include <vector>
 
-#include "psearch/modeling/two_stage/rpn.h"
+#include "psearch/modeling/input/image_sizes.h"
 
 namespace psearch::config {
 struct TrainConfig;

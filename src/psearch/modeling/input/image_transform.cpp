@@ -1,4 +1,4 @@
-#include "psearch/modeling/two_stage/image_transform.h"
+#include "psearch/modeling/input/image_transform.h"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/flip.h>
