@@ -11,7 +11,7 @@ import pathlib
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-TOPICS = ["fixtures_checkpoint", "fixtures_backbone", "fixtures_boxes", "fixtures_datasets", "fixtures_losses", "fixtures_rpn", "fixtures_transform", "fixtures_roi_heads", "fixtures_nae4ps"]
+TOPICS = ["fixtures_checkpoint", "fixtures_backbone", "fixtures_boxes", "fixtures_datasets", "fixtures_losses", "fixtures_rpn", "fixtures_transform", "fixtures_roi_heads", "fixtures_nae4ps", "fixtures_retinanet", "fixtures_pcnet"]
 
 
 def main(out_dir: str) -> None:
