@@ -202,14 +202,36 @@ def test_pcnet_trains_and_evaluates_through_the_same_commands(tmp_path, tiny_prw
     ma = json.loads((tmp_path / "a" / "metrics.json").read_text())
     mb = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert ma["search"] == mb["search"]
+    # The CPP sampling points of the detections, drawn on a test frame (Fig. 5 of the paper).
+    frame = sorted((tiny_prw / "frames").glob("*.jpg"))[0]
+    png = tmp_path / "points.png"
+    p = run("points", "--checkpoint", str(tmp_path / "run" / "final.pt"), "--image", str(frame), "--out", str(png),
+            "--min-score", "0.0")
+    assert p.returncode == 0, p.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "CPP sampling points" in p.stdout
 
 
-def test_pcnet_refuses_a_nae_checkpoint(tmp_path, tiny_prw):
-    nae = write_config(tmp_path, tiny_prw, type="nae", length=1, every=1)
-    assert run("train", "--config", str(nae), "--out", str(tmp_path / "nae"), "--quiet").returncode == 0
+@pytest.fixture(scope="module")
+def trained_nae(tmp_path_factory, tiny_prw):
+    """A NAE checkpoint after one iteration."""
+    folder = tmp_path_factory.mktemp("nae")
+    config = write_config(folder, tiny_prw, type="nae", length=1, every=1)
+    assert run("train", "--config", str(config), "--out", str(folder / "run"), "--quiet").returncode == 0
+    return folder / "run" / "final.pt"
+
+
+def test_points_refuses_a_two_stage_checkpoint(tmp_path, tiny_prw, trained_nae):
+    frame = sorted((tiny_prw / "frames").glob("*.jpg"))[0]
+    out = run("points", "--checkpoint", str(trained_nae), "--image", str(frame),
+              "--out", str(tmp_path / "p.png"))
+    assert_one_line_error(out, "final.pt", "holds a 'nae' model", "'pcnet' models only")
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_pcnet_refuses_a_nae_checkpoint(tmp_path, tiny_prw, trained_nae):
     pcnet = write_config(tmp_path, tiny_prw, type="pcnet")
-    out = run("train", "--config", str(pcnet), "--out", str(tmp_path / "pcnet"),
-              f"train.init_from={tmp_path / 'nae' / 'final.pt'}")
+    out = run("train", "--config", str(pcnet), "--out", str(tmp_path / "pcnet"), f"train.init_from={trained_nae}")
     assert_one_line_error(out, "final.pt", "holds a 'nae' model")
 
 

@@ -1,7 +1,9 @@
 #include "psearch/modeling/one_stage/pcnet_model.h"
 
 #include <ATen/TensorOperators.h>
+#include <ATen/ops/arange.h>
 #include <ATen/ops/argmax.h>
+#include <ATen/ops/stack.h>
 #include <ATen/ops/batch_norm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/full.h>
@@ -272,6 +274,50 @@ std::vector<at::Tensor> PCNetModelImpl::embed(const std::vector<at::Tensor>& ima
     }
     out.push_back(embeddings(aggregate(f, image, point, query_boxes.to(reid.dtype()))));
   }
+  return out;
+}
+
+CppPoints PCNetModelImpl::sampling_points(const at::Tensor& image) {
+  TORCH_CHECK(!is_training(), "PCNetModel::sampling_points needs evaluation mode (call eval())");
+  if (!head_->options().cpp)
+    throw std::invalid_argument("this model has no Contextual Points Pooling (model.one_stage.reid_features: conv)");
+  const PCNetForward f = run({image}, {}, test_transform_);
+  const DenseCandidates c = detector_.detect(predictions(f.head), f.anchors, 0, f.batch.sizes.images[0]);
+  const at::Tensor anchor = c.all.anchor_index.index_select(0, c.keep);
+  const int64_t a = detector_.anchors_per_cell();
+  // Level, row and column of each kept anchor.
+  std::vector<int64_t> level_of, row_of, col_of;
+  const at::Tensor anchor_cpu = anchor.cpu();
+  for (int64_t i = 0; i < anchor_cpu.size(0); ++i) {
+    int64_t t = anchor_cpu[i].item<int64_t>(), l = 0;
+    while (t >= f.head.anchors_per_level[l]) t -= f.head.anchors_per_level[l++];
+    const int64_t width = f.head.cell_features[l].size(3), cell = t / a;
+    level_of.push_back(l);
+    row_of.push_back(cell / width);
+    col_of.push_back(cell % width);
+  }
+  const auto opts = f.head.offsets.options();
+  const at::Tensor offsets = f.head.offsets[0].index_select(0, anchor).view({-1, 9, 2});  // (dy, dx)
+  at::Tensor stride = at::zeros({anchor.size(0)}, opts), row = at::zeros_like(stride), col = at::zeros_like(stride);
+  for (size_t i = 0; i < level_of.size(); ++i) {
+    stride[static_cast<int64_t>(i)] = static_cast<double>(strides_[level_of[i]]);
+    row[static_cast<int64_t>(i)] = static_cast<double>(row_of[i]);
+    col[static_cast<int64_t>(i)] = static_cast<double>(col_of[i]);
+  }
+  const at::Tensor taps = at::arange(9, opts);
+  const at::Tensor tap_row = taps.div(3, "floor") - 1, tap_col = taps.remainder(3) - 1;
+  const at::Tensor s = stride.unsqueeze(1);
+  const at::Tensor y = (row.unsqueeze(1) + tap_row + offsets.select(2, 0)) * s + s / 2;
+  const at::Tensor x = (col.unsqueeze(1) + tap_col + offsets.select(2, 1)) * s + s / 2;
+  // Back to the input image's pixels, as the boxes (transform.postprocess scales per axis).
+  const auto& resized = f.batch.sizes.images[0];
+  const auto& original = f.batch.original_sizes[0];
+  const double sy = static_cast<double>(original[0]) / resized[0], sx = static_cast<double>(original[1]) / resized[1];
+  CppPoints out;
+  out.boxes = test_transform_.postprocess({c.all.boxes.index_select(0, c.keep)}, f.batch.sizes.images,
+                                          f.batch.original_sizes)[0];
+  out.scores = c.all.scores.index_select(0, c.keep);
+  out.points = at::stack({x * sx, y * sy}, 2);
   return out;
 }
 

@@ -57,6 +57,14 @@ struct PCNetForward {
   }
 };
 
+/// Where CPP samples for each detection of one image (the paper's Fig. 5).
+struct CppPoints {
+  at::Tensor boxes;   ///< [N, 4] detections in the input image's pixels
+  at::Tensor scores;  ///< [N]
+  at::Tensor points;  ///< [N, 9, 2] (x, y) of the 9 sampling points in the input image's pixels,
+                      ///< kernel taps row-major (rows 0-2 are the top, middle and bottom sets)
+};
+
 class PCNetModelImpl : public PersonSearchModelImpl {
  public:
   /// A model as config.model (type "pcnet", section model.one_stage) says; num_pids: OIM
@@ -78,6 +86,12 @@ class PCNetModelImpl : public PersonSearchModelImpl {
   /// such as the COCO retinanet_resnet50_fpn (backbone.body and backbone.fpn; its head,
   /// built for 9 anchors and 91 classes, is not used).
   void load_backbone_weights(const std::string& path) override;
+
+  /// The detections of `image` ([3, H, W] RGB in [0, 1]; eval mode) with the sampling
+  /// points of their anchor's CPP: tap (r, c) of the anchor at cell (row, col) of a level of
+  /// stride s samples at ((col + c - 1 + dx) s + s / 2, (row + r - 1 + dy) s + s / 2) in the
+  /// resized image, mapped back to the input image. Throws std::invalid_argument without CPP.
+  CppPoints sampling_points(const at::Tensor& image);
 
   /// The trunk, the head and the anchors of a batch (no losses, no post-processing).
   PCNetForward run(const std::vector<at::Tensor>& images, const std::vector<at::Tensor>& boxes,
