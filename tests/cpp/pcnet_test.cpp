@@ -6,10 +6,7 @@
 #include <ATen/ops/zeros.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/grad_mode.h>
-#include <torch/nn/utils/clip_grad.h>
-#include <torch/optim/sgd.h>
 
-#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -20,23 +17,17 @@
 #include "psearch/modeling/losses/pcnet_losses.h"
 #include "psearch/modeling/model_registry.h"
 #include "psearch/modeling/one_stage/pcnet_model.h"
+#include "fixture_file.h"
 #include "test_util.h"
 #include "tiny_scenes.h"
 
 namespace psearch::modeling {
 namespace {
 
-namespace ck = psearch::checkpoint;
 
-const ck::TensorMap& fixture() {
-  static const ck::TensorMap map = ck::load_tensors(test::fixture("pcnet.pt"));
-  return map;
-}
-
-at::Tensor get(const std::string& name) {
-  const auto it = fixture().find(name);
-  if (it == fixture().end()) throw std::runtime_error("pcnet.pt has no tensor '" + name + "'");
-  return it->second;
+at::Tensor get(const std::string& key) {
+  static const psearch::test::FixtureFile file("pcnet.pt");
+  return file.get(key);
 }
 
 double max_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
@@ -193,12 +184,19 @@ TEST(PCNetModel, LossesAreFiniteAndTrainEveryPart) {
 
 TEST(PCNetModel, ImageWithoutPersonsAndAblations) {
   at::manual_seed(0);
-  for (const std::string variant : {"default", "conv", "parallel", "no_csa"}) {
+  for (const std::string variant : {"default", "conv", "parallel", "no_csa", "zero_offsets"}) {
     config::Config c = tiny_config();
+    if (variant == "zero_offsets") c.model.one_stage.offset_init = "zero";
     if (variant == "conv") c.model.one_stage.reid_features = "conv";
     if (variant == "parallel") c.model.one_stage.reid_branch = "parallel";
     if (variant == "no_csa") c.model.one_stage.csa = false;
     PCNetModel model = tiny_model(c);
+    if (variant == "zero_offsets") {  // the points start on the regular 3x3 grid
+      torch::NoGradGuard no_grad;
+      model->eval();
+      const PCNetForward f = model->run({at::rand({3, 96, 128})}, {}, model->test_transform());
+      EXPECT_EQ(f.head.offsets.abs().max().item<double>(), 0.0);
+    }
     model->train();
     TrainingTarget empty{at::zeros({0, 4}), at::zeros({0}, at::kLong)};
     auto losses = model->forward_train({at::rand({3, 96, 128})}, {empty});
@@ -236,55 +234,12 @@ TEST(PCNetModel, InferencePathsGiveUnitEmbeddings) {
   }
 }
 
-/// Overfits the four tiny scenes (as the two-stage models' test does): the loss falls more
-/// than 10x, the persons are found again, and a query ranks its identity first.
+/// The overfit check of every model (tiny_scenes.h): the loss falls more than 10x, the
+/// persons are found again, and a query ranks its identity first.
 TEST(PCNetModel, TinyOverfit) {
   at::manual_seed(0);
-  config::Config c = tiny_config();
-  PCNetModel model = tiny_model(c);
-  auto scenes = tiny_scenes();
-  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-  model->train();
-  double first = 0, last = 0;
-  const char* iters_env = std::getenv("PSEARCH_OVERFIT_ITERS");
-  const int iterations = iters_env ? std::atoi(iters_env) : 200;
-  for (int it = 0; it < iterations; ++it) {
-    if (it == iterations * 3 / 4) sgd.param_groups()[0].options().set_lr(0.001);
-    const int a = (2 * it) % 4, b = (2 * it + 1) % 4;
-    auto losses = model->forward_train({scenes[a].image, scenes[b].image}, {scenes[a].target, scenes[b].target});
-    sgd.zero_grad();
-    losses["loss"].backward();
-    torch::nn::utils::clip_grad_norm_(model->parameters(), 10.0);
-    sgd.step();
-    const double total = losses["loss"].item<double>();
-    if (it < 10) first += total / 10;
-    if (it >= iterations - 10) last += total / 10;
-    if (std::getenv("PSEARCH_DEBUG_OVERFIT") && it % 20 == 0) {
-      for (auto& [k, v] : losses) std::cerr << k << "=" << v.item<double>() << " ";
-      std::cerr << "\n";
-    }
-  }
-  EXPECT_LT(last, 0.1 * first) << "total loss from " << first << " to " << last;
-
-  model->eval();
-  torch::NoGradGuard no_grad;
-  int found = 0, total = 0;
-  for (const auto& s : scenes) {
-    const Detections d = model->detect({s.image}).front();
-    for (int64_t g = 0; g < s.target.boxes.size(0); ++g, ++total) {
-      if (d.boxes.size(0) == 0) continue;
-      if (boxes::box_iou(s.target.boxes.narrow(0, g, 1), d.boxes).max().item<double>() >= 0.5) ++found;
-    }
-  }
-  EXPECT_GE(found, total - 1) << found << " of " << total << " persons detected";
-
-  const at::Tensor q = model->embed({scenes[0].image}, {scenes[0].target.boxes.narrow(0, 0, 1)}).front();
-  const Detections g = model->detect({scenes[3].image}).front();
-  ASSERT_GT(g.boxes.size(0), 0);
-  const int64_t best = g.features.matmul(q.t()).view(-1).argmax().item<int64_t>();
-  const at::Tensor iou = boxes::box_iou(scenes[3].target.boxes, g.boxes.narrow(0, best, 1)).view(-1);
-  EXPECT_EQ(iou.argmax().item<int64_t>(), 1) << "top match is not identity 0";
-  EXPECT_GE(iou.max().item<double>(), 0.5);
+  PCNetModel model = tiny_model(tiny_config());
+  expect_tiny_overfit(*model, 0.01, /*clip_grad_norm=*/10.0);
 }
 
 }  // namespace

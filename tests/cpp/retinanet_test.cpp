@@ -16,6 +16,7 @@
 #include "psearch/checkpoint/torch_file.h"
 #include "psearch/modeling/backbone/resnet.h"
 #include "psearch/modeling/one_stage/retinanet.h"
+#include "fixture_file.h"
 #include "test_util.h"
 
 namespace pm = psearch::modeling;
@@ -23,15 +24,9 @@ namespace ck = psearch::checkpoint;
 
 namespace {
 
-const ck::TensorMap& fixture() {
-  static const ck::TensorMap map = ck::load_tensors(psearch::test::fixture("retinanet.pt"));
-  return map;
-}
-
-at::Tensor get(const std::string& name) {
-  const auto it = fixture().find(name);
-  if (it == fixture().end()) throw std::runtime_error("retinanet.pt has no tensor '" + name + "'");
-  return it->second;
+at::Tensor get(const std::string& key) {
+  static const psearch::test::FixtureFile file("retinanet.pt");
+  return file.get(key);
 }
 
 std::vector<at::Tensor> images() { return {get("image.0"), get("image.1")}; }

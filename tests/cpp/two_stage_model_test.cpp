@@ -8,7 +8,6 @@
 #include <ATen/ops/zeros.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/grad_mode.h>
-#include <torch/optim/sgd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -164,50 +163,7 @@ TEST_P(TwoStageModelTest, InferencePathsTakeBatchesOfDifferentSizes) {
 TEST_P(TwoStageModelTest, TinyOverfit) {
   at::manual_seed(0);
   TwoStageModel model(tiny_options(GetParam()));
-  auto scenes = tiny_scenes();
-  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.02).momentum(0.9));
-  model->train();
-  double first = 0, last = 0;
-  const char* iters_env = std::getenv("PSEARCH_OVERFIT_ITERS");
-  const int iterations = iters_env ? std::atoi(iters_env) : 200;
-  for (int it = 0; it < iterations; ++it) {
-    if (it == iterations * 3 / 4) sgd.param_groups()[0].options().set_lr(0.002);
-    const int a = (2 * it) % 4, b = (2 * it + 1) % 4;
-    auto losses = model->forward_train({scenes[a].image, scenes[b].image}, {scenes[a].target, scenes[b].target});
-    sgd.zero_grad();
-    losses["loss"].backward();
-    sgd.step();
-    const double total = losses["loss"].item<double>();
-    if (it < 10) first += total / 10;
-    if (it >= iterations - 10) last += total / 10;
-    if (std::getenv("PSEARCH_DEBUG_OVERFIT") && it % 20 == 0) {
-      for (auto& [k, v] : losses) std::cerr << k << "=" << v.item<double>() << " ";
-      std::cerr << "\n";
-    }
-  }
-  EXPECT_LT(last, 0.1 * first) << "total loss from " << first << " to " << last;
-
-  model->eval();
-  torch::NoGradGuard no_grad;
-  int found = 0, total = 0;
-  for (const auto& s : scenes) {
-    const Detections d = model->detect({s.image}).front();
-    for (int64_t g = 0; g < s.target.boxes.size(0); ++g, ++total) {
-      if (d.boxes.size(0) == 0) continue;
-      const at::Tensor iou = boxes::box_iou(s.target.boxes.narrow(0, g, 1), d.boxes);
-      if (iou.max().item<double>() >= 0.5) ++found;
-    }
-  }
-  EXPECT_GE(found, total - 1) << found << " of " << total << " persons detected";
-
-  // Identity 0 is in scenes 0 and 3: query from scene 0, its best match in scene 3.
-  const at::Tensor q = model->embed({scenes[0].image}, {scenes[0].target.boxes.narrow(0, 0, 1)}).front();
-  const Detections g = model->detect({scenes[3].image}).front();
-  ASSERT_GT(g.boxes.size(0), 0);
-  const int64_t best = (g.features.matmul(q.t())).view(-1).argmax().item<int64_t>();
-  const at::Tensor iou = boxes::box_iou(scenes[3].target.boxes, g.boxes.narrow(0, best, 1)).view(-1);
-  EXPECT_EQ(iou.argmax().item<int64_t>(), 1) << "top match is not identity 0";
-  EXPECT_GE(iou.max().item<double>(), 0.5);
+  expect_tiny_overfit(*model, 0.02);
 }
 
 INSTANTIATE_TEST_SUITE_P(Heads, TwoStageModelTest,

@@ -177,6 +177,7 @@ struct OneStageConfig {
   std::string reid_features = "cpp";
   std::string reid_branch = "serialized";
   int64_t distance_sets = 3;
+  std::string offset_init = "kaiming";
   bool csa = true;
   double csa_logit_clamp = 0.0;
   std::string triplet = "paper";
@@ -206,6 +207,8 @@ struct OneStageConfig {
     v.choice("reid_branch", reid_branch, {"serialized", "parallel"},
              "towers read F_reid (Eq. 2, serialized) or the pyramid itself (parallel re-id branch, Table 3)");
     v("distance_sets", distance_sets, "M: the 9 CPP points split by kernel row into M sets for the distance loss (Eq. 6)");
+    v.choice("offset_init", offset_init, {"kaiming", "zero"},
+             "initial weights of the CPP offset conv: kaiming_uniform(a=1) (official) or zero (points start on the 3x3 grid, the usual DCN practice)");
     v("csa", csa, "Cross Scale Aggregation (Eq. 8-10); off: the re-id feature is the CPP feature f' (Eq. 7)");
     v("csa_logit_clamp", csa_logit_clamp, "clamp CSA attention logits to [-c, c] (official 50); 0: no clamp (paper)");
     v.choice("triplet", triplet, {"paper", "official"},

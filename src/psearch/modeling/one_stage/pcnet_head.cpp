@@ -72,14 +72,18 @@ PCNetHeadImpl::PCNetHeadImpl(const PCNetHeadOptions& o) : options_(o) {
 
   // RetinaNet's initialisation for towers and predictors (N(0, 0.01), zero bias, person
   // prior 0.01); offset_coord gets kaiming_uniform(a=1) as in the official code, so the
-  // points start off the regular grid.
+  // points start off the regular grid, or zeros (zero_offsets).
   for (auto& item : named_parameters()) {
     const std::string& name = item.key();
     if (name.rfind("cpp.", 0) == 0 || name == "offset_scales" || name.rfind("reid_conv.", 0) == 0) continue;
     if (item.value().dim() == 1) {
       nn::init::zeros_(item.value());
     } else if (name.rfind("offset_coord.", 0) == 0) {
-      nn::init::kaiming_uniform_(item.value(), 1);
+      if (o.zero_offsets) {
+        nn::init::zeros_(item.value());
+      } else {
+        nn::init::kaiming_uniform_(item.value(), 1);
+      }
     } else {
       nn::init::normal_(item.value(), 0.0, 0.01);
     }

@@ -41,6 +41,7 @@ struct PCNetHeadOptions {
   int64_t num_levels = 5;
   int64_t anchors_per_cell = 1;
   bool cpp = true;              ///< false: plain 3x3 conv for F_reid
+  bool zero_offsets = false;    ///< offset conv starts at zero (regular grid) instead of kaiming_uniform(a=1)
   bool serialized = true;       ///< false: towers read P_l (parallel re-id branch)
 };
 

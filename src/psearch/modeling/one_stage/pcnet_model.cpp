@@ -114,6 +114,7 @@ PCNetModelImpl::PCNetModelImpl(const config::Config& config, int64_t num_pids)
   head.num_levels = static_cast<int64_t>(strides_.size());
   head.anchors_per_cell = detector_.anchors_per_cell();
   head.cpp = o.reid_features == "cpp";
+  head.zero_offsets = o.offset_init == "zero";
   head.serialized = o.reid_branch == "serialized";
   head_ = register_module("head", PCNetHead(head));
   if (o.csa) csa_ = register_module("csa", CrossScaleAggregation(m.embedding_dim, head.num_levels, o.csa_logit_clamp));
