@@ -73,11 +73,8 @@ ResNetFPNImpl::ResNetFPNImpl(const ResNetFPNOptions& options) : options_(options
   body_ = register_module("body", ResNet(resnet));
   std::vector<int64_t> channels;
   for (const auto& stage : options.stages()) channels.push_back(body_->channels(stage));
-  fpn_ = register_module("fpn", FeaturePyramidNetwork(FPNOptions()
-                                                          .in_channels(channels)
-                                                          .out_channels(options.out_channels())
-                                                          .p6p7(options.p6p7())
-                                                          .p6_source(options.p6_source())));
+  FPNOptions fpn = options.fpn();
+  fpn_ = register_module("fpn", FeaturePyramidNetwork(fpn.in_channels(channels)));
 }
 
 std::vector<at::Tensor> ResNetFPNImpl::forward(const at::Tensor& images) {
@@ -90,7 +87,7 @@ std::vector<at::Tensor> ResNetFPNImpl::forward(const at::Tensor& images) {
 std::vector<int64_t> ResNetFPNImpl::strides() const {
   std::vector<int64_t> out;
   for (const auto& stage : options_.stages()) out.push_back(ResNetImpl::stride(stage));
-  if (options_.p6p7()) {
+  if (fpn_->options().p6p7()) {
     out.push_back(out.back() * 2);
     out.push_back(out.back() * 2);
   }

@@ -65,9 +65,8 @@ struct ResNetFPNOptions {
   TORCH_ARG(ResNetOptions, resnet);
   /// Returned ResNet stages, finest first (RetinaNet: C3, C4, C5).
   TORCH_ARG(std::vector<std::string>, stages) = {"C3", "C4", "C5"};
-  TORCH_ARG(int64_t, out_channels) = 256;
-  TORCH_ARG(bool, p6p7) = true;
-  TORCH_ARG(P6Source, p6_source) = P6Source::kP5;
+  /// The pyramid; its in_channels are filled in from the stages.
+  TORCH_ARG(FPNOptions, fpn);
 };
 
 /// ResNet + FPN (torchvision's BackboneWithFPN): parameters body.* and fpn.*.
@@ -81,7 +80,7 @@ class ResNetFPNImpl : public torch::nn::Module {
 
   /// Strides of the outputs relative to the input (8, 16, 32, 64, 128 by default).
   std::vector<int64_t> strides() const;
-  int64_t out_channels() const { return options_.out_channels(); }
+  int64_t out_channels() const { return fpn_->options().out_channels(); }
 
   ResNet body() const { return body_; }
   FeaturePyramidNetwork fpn() const { return fpn_; }

@@ -31,10 +31,6 @@ namespace {
 
 namespace nn = torch::nn;
 
-std::vector<double> first_row(const std::vector<std::vector<double>>& rows) {
-  return rows.empty() ? std::vector<double>{} : rows.front();
-}
-
 /// Level index of every anchor [T] from the per-level anchor counts.
 at::Tensor anchor_levels(const std::vector<int64_t>& anchors_per_level, const at::TensorOptions& options) {
   std::vector<at::Tensor> parts;
@@ -103,7 +99,7 @@ PCNetModelImpl::PCNetModelImpl(const config::Config& config, int64_t num_pids)
   backbone_ = register_module(
       "backbone", ResNetFPN(ResNetFPNOptions()
                                 .resnet(resnet_options(m.backbone))
-                                .p6_source(o.p6_from == "c5" ? P6Source::kC5 : P6Source::kP5)));
+                                .fpn(FPNOptions().p6_source(o.p6_from == "c5" ? P6Source::kC5 : P6Source::kP5))));
   strides_ = backbone_->strides();
   PCNetHeadOptions head;
   head.in_channels = backbone_->out_channels();
@@ -325,9 +321,10 @@ CppPoints PCNetModelImpl::sampling_points(const at::Tensor& image) {
 void PCNetModelImpl::load_backbone_weights(const std::string& path) {
   checkpoint::TensorMap state = checkpoint::load_tensors(path);
   if (torchvision_kind(state) == TorchvisionKind::kRetinaNet) {
+    drop_bn_counters(state);
     checkpoint::TensorMap trunk;
     for (auto& [key, value] : state)
-      if (key.rfind("backbone.", 0) == 0 && key.find(".num_batches_tracked") == std::string::npos) trunk[key] = value;
+      if (key.rfind("backbone.", 0) == 0) trunk[key] = value;
     const checkpoint::LoadReport report =
         checkpoint::load_state_dict(*this, trunk, checkpoint::Strictness::kNonStrict, path);
     const bool trunk_missing = std::any_of(report.missing.begin(), report.missing.end(),
