@@ -5,7 +5,8 @@
 // registered model type; the type and the inference settings, including the default
 // --det-thresh and the batch size, come from the config it carries, --set overrides
 // them), or resnet50-roi, the re-identification-only baseline (ground-truth boxes +
-// ResNet-50 features; ImageNet weights via --weights). --save-results writes what the
+// ResNet-50 features; ImageNet weights via --weights), or separate, the pretrained
+// detector + ImageNet MobileNetV2 pipeline that set-up installs (no training). --save-results writes what the
 // model produced as a results file that `psearch eval-results` scores to the same figures.
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -61,9 +62,27 @@ struct LoadedModel {
   std::optional<double> det_thresh;  ///< the checkpoint's inference.det_thresh
 };
 
+/// A registered model that needs no training (model.type "separate"), built from the
+/// default config with --set overrides.
+LoadedModel make_pretrained_model(const ModelArgs& args) {
+  warn_about_unused_overrides(args.overrides);
+  const config::Config config = config::parse_config("model:\n  type: " + args.model + "\n", "--model " + args.model,
+                                                     args.overrides);
+  modeling::PersonSearchModel model = engine::build_model(config, 0);
+  model->to(parse_device(args.device));
+  model->eval();
+  LoadedModel loaded;
+  loaded.model = std::make_unique<modeling::PersonSearchAdapter>(model);
+  loaded.run.batch_size = config.inference.batch_size;
+  loaded.run.context_overlap = config.inference.nms_thresh;
+  loaded.det_thresh = config.inference.det_thresh;
+  return loaded;
+}
+
 LoadedModel make_model(const ModelArgs& args) {
+  if (args.checkpoint.empty() && args.model != "resnet50-roi") return make_pretrained_model(args);
   if (!args.overrides.empty() && args.checkpoint.empty())
-    throw CLI::ValidationError("--set", "applies to a --checkpoint's config only");
+    throw CLI::ValidationError("--set", "applies to a --checkpoint's config or a --model separate only");
   LoadedModel loaded;
   if (!args.checkpoint.empty()) {
     warn_about_unused_overrides(args.overrides);
@@ -137,7 +156,11 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--save-results", args->save_results,
                   "Also write the detections and embeddings as a results file (docs/results_format.md)");
   cmd->add_option("--set", args->overrides, "KEY=VALUE overrides of the checkpoint's config, e.g. inference.nms_thresh=0.5");
-  cmd->add_option("--model", args->model, "Model when no --checkpoint is given")->check(CLI::IsMember({"resnet50-roi"}))->capture_default_str();
+  cmd->add_option("--model", args->model,
+                  "Model when no --checkpoint is given: resnet50-roi (re-id baseline, no detector) or separate "
+                  "(pretrained detector + ImageNet MobileNetV2 embedder; --set model.separate.* to configure)")
+      ->check(CLI::IsMember({"resnet50-roi", "separate"}))
+      ->capture_default_str();
   cmd->add_option("--weights", args->weights, "Backbone weights (torchvision ResNet-50 checkpoint)")
       ->check(CLI::ExistingFile);
   cmd->add_flag("--gt-boxes", args->gt_boxes, "Embed the annotated boxes instead of detecting (re-id only)");

@@ -236,7 +236,7 @@ TEST(Config, WrongTypesAreRejected) {
   EXPECT_EQ(err("dataset:\n  root: [a, b]\n"), "x.yaml: key 'dataset.root' must be a string, got [a, b]");
   EXPECT_EQ(err("model: 3\n"), "x.yaml: key 'model' must be a section (a mapping of keys), got '3'");
   EXPECT_EQ(err("model:\n  type: nea\n"),
-            "x.yaml: key 'model.type' must be one of nae, nae_plus, oim, pcnet, got 'nea' (did you mean 'nae'?)");
+            "x.yaml: key 'model.type' must be one of nae, nae_plus, oim, pcnet, separate, got 'nea' (did you mean 'nae'?)");
   EXPECT_EQ(err("- 1\n- 2\n"), "x.yaml: a config must be a mapping of sections (model:, train:, ...), got [1, 2]");
 }
 

@@ -156,7 +156,8 @@ TEST(RetinaNetFiles, ResNetFileIsNamedAsSuch) {
   const std::string path = psearch::test::fixture("resnet18.pth");
   const std::string error = psearch::test::error_of([&] { pm::load_torchvision_retinanet(*model, path); });
   EXPECT_EQ(error, path + ": is a torchvision ResNet classifier checkpoint, not a torchvision RetinaNet checkpoint "
-                          "(an ImageNet ResNet file goes to model.backbone.weights)");
+                          "(an ImageNet classifier file goes to model.backbone.weights, with the matching "
+                          "model.backbone.arch)");
 }
 
 TEST(RetinaNetFiles, RetinaNetFileIsNamedWhereAResNetIsExpected) {

@@ -223,6 +223,27 @@ struct OneStageConfig {
   }
 };
 
+/// The separate pipeline (model.type "separate"): a pretrained pedestrian detector, then
+/// each detected box cropped and embedded by an ImageNet classifier trunk. Nothing is
+/// trained; set-up installs and converts both weight files (docs/pretrained.md).
+struct SeparateConfig {
+  std::string detector_weights;  // empty: <weights dir>/ssdlite_person.pth
+  std::vector<int64_t> detector_input_size{300, 300};
+  std::string embedder_weights;  // empty: <weights dir>/mobilenet_v2_imagenet.pth
+  std::vector<int64_t> crop_size{256, 128};
+
+  template <class V>
+  void visit(V& v) {
+    v("detector_weights", detector_weights,
+      "SSDLite-MobileNetV2 person detector (converted by set-up); empty: $PSEARCH_WEIGHTS_DIR/ssdlite_person.pth");
+    v("detector_input_size", detector_input_size,
+      "detector input [height, width]; trained at [300, 300], larger finds smaller people");
+    v("embedder_weights", embedder_weights,
+      "ImageNet MobileNetV2 (torchvision names); empty: $PSEARCH_WEIGHTS_DIR/mobilenet_v2_imagenet.pth");
+    v("crop_size", crop_size, "[height, width] each box is resized to before the embedder (re-id's usual 256 x 128)");
+  }
+};
+
 /// Names of the registered model types (model.type), sorted.
 std::vector<std::string> registered_model_types();
 
@@ -235,6 +256,7 @@ struct ModelConfig {
   OimConfig oim;
   TwoStageConfig two_stage;
   OneStageConfig one_stage;
+  SeparateConfig separate;
 
   template <class V>
   void visit(V& v) {
@@ -246,6 +268,7 @@ struct ModelConfig {
     v("oim", oim, "online instance matching loss");
     v("two_stage", two_stage, "two-stage family (oim, nae, nae_plus): RPN, RoI head, embedding head");
     v("one_stage", one_stage, "one-stage family (pcnet): RetinaNet-FPN trunk, CPP, CSA");
+    v("separate", separate, "separate pipeline (separate): pretrained detector + ImageNet embedder of each box");
   }
 };
 

@@ -230,6 +230,15 @@ void check_dataset(const Checker& c, const DatasetConfig& d) {
   }
 }
 
+/// The separate pipeline's section (checked whatever model.type is).
+void check_separate(const Checker& c, const SeparateConfig& s) {
+  auto positive_pair = [](const std::vector<int64_t>& v) { return v.size() == 2 && v[0] >= 32 && v[1] >= 32; };
+  c.require(positive_pair(s.detector_input_size), "model.separate.detector_input_size",
+            "[height, width], each at least 32", text(s.detector_input_size));
+  c.require(positive_pair(s.crop_size), "model.separate.crop_size", "[height, width], each at least 32",
+            text(s.crop_size));
+}
+
 }  // namespace
 
 void validate_with_origins(const Config& config, const std::function<std::string(const std::string&)>& origin) {
@@ -239,6 +248,7 @@ void validate_with_origins(const Config& config, const std::function<std::string
   check_model(c, config.model);
   check_two_stage(c, config.model.two_stage, config.model.type);
   check_one_stage(c, config.model.one_stage);
+  check_separate(c, config.model.separate);
   check_train(c, config.train);
   check_loss_weights(c, config.train.loss_weights, config.model.type);
   check_inference(c, config.inference);

@@ -11,6 +11,7 @@ TorchvisionKind torchvision_kind(const checkpoint::TensorMap& state) {
   if (state.count("rpn.head.cls_logits.weight") || state.count("roi_heads.box_predictor.cls_score.weight"))
     return TorchvisionKind::kFasterRCNN;
   if (state.count("conv1.weight") && state.count("layer1.0.conv1.weight")) return TorchvisionKind::kResNet;
+  if (state.count("features.0.0.weight") && state.count("features.18.0.weight")) return TorchvisionKind::kMobileNetV2;
   return TorchvisionKind::kUnknown;
 }
 
@@ -19,6 +20,7 @@ std::string describe(TorchvisionKind kind) {
     case TorchvisionKind::kResNet: return "a torchvision ResNet classifier checkpoint";
     case TorchvisionKind::kRetinaNet: return "a torchvision RetinaNet checkpoint";
     case TorchvisionKind::kFasterRCNN: return "a torchvision Faster R-CNN checkpoint";
+    case TorchvisionKind::kMobileNetV2: return "a torchvision MobileNetV2 checkpoint";
     case TorchvisionKind::kUnknown: break;
   }
   return "an unrecognised checkpoint";
@@ -30,7 +32,8 @@ void require_torchvision_kind(const checkpoint::TensorMap& state, TorchvisionKin
   std::string hint;
   if (kind == TorchvisionKind::kRetinaNet)
     hint = " (a RetinaNet file initialises a one-stage model: model.one_stage.retinanet_weights)";
-  if (kind == TorchvisionKind::kResNet) hint = " (an ImageNet ResNet file goes to model.backbone.weights)";
+  if (kind == TorchvisionKind::kResNet || kind == TorchvisionKind::kMobileNetV2)
+    hint = " (an ImageNet classifier file goes to model.backbone.weights, with the matching model.backbone.arch)";
   throw std::runtime_error(path + ": is " + describe(kind) + ", not " + describe(expected) + hint);
 }
 

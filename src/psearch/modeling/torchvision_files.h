@@ -12,6 +12,7 @@ enum class TorchvisionKind {
   kResNet,      ///< an ImageNet classifier: conv1.*, layer1.* .. layer4.*, fc.*
   kRetinaNet,   ///< retinanet_resnet50_fpn: backbone.body.*, backbone.fpn.*, head.classification_head.*
   kFasterRCNN,  ///< fasterrcnn_*: backbone.*, rpn.*, roi_heads.*
+  kMobileNetV2, ///< mobilenet_v2: features.0.0.* .. features.18.*, classifier.* (optional)
   kUnknown,
 };
 
