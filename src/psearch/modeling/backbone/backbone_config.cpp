@@ -16,4 +16,14 @@ ResNetOptions resnet_options(const config::BackboneConfig& b) {
       .freeze_at(b.freeze_at);
 }
 
+MobileNetV2Options mobilenet_v2_options(const config::BackboneConfig& b) {
+  int64_t frozen = 0;
+  if (b.freeze_at > 0)
+    while (frozen < MobileNetV2Impl::kNumBlocks && MobileNetV2Impl::stride(frozen) <= (int64_t{1} << b.freeze_at))
+      ++frozen;
+  return MobileNetV2Options()
+      .norm(b.norm == "frozen" ? NormKind::kFrozen : NormKind::kBatchNorm)
+      .frozen_blocks(frozen);
+}
+
 }  // namespace psearch::modeling

@@ -132,18 +132,18 @@ MobileNetV2Impl::MobileNetV2Impl(const MobileNetV2Options& o) : options_(o) {
     }
   add(nn::AnyModule(
       ConvNorm(ConvNormOptions(in, kLastChannels, 1).norm(o.norm()).bn_eps(o.bn_eps()).padding(o.padding()))));
-  for (int64_t i = 0; i < std::min(o.freeze_at(), kNumBlocks); ++i)
+  for (int64_t i = 0; i < std::min(o.frozen_blocks(), kNumBlocks); ++i)
     for (auto& p : blocks_[i].ptr()->parameters()) p.set_requires_grad(false);
 }
 
 at::Tensor MobileNetV2Impl::forward(const at::Tensor& images) {
   TORCH_CHECK(images.dim() == 4 && images.size(1) == 3, "MobileNetV2 expects images [B, 3, H, W], got ",
               images.sizes());
-  return run(images, 0, kNumBlocks);
+  return run(images, 0, num_blocks());
 }
 
 at::Tensor MobileNetV2Impl::run(at::Tensor x, int64_t begin, int64_t end) {
-  TORCH_CHECK(0 <= begin && begin <= end && end <= kNumBlocks, "MobileNetV2 blocks [", begin, ", ", end,
+  TORCH_CHECK(0 <= begin && begin <= end && end <= num_blocks(), "MobileNetV2 blocks [", begin, ", ", end,
               ") out of range");
   for (int64_t i = begin; i < end; ++i) x = blocks_[i].forward(x);
   return x;
@@ -155,11 +155,18 @@ InvertedResidual MobileNetV2Impl::inverted_residual(int64_t index) const {
 }
 
 torch::nn::Sequential MobileNetV2Impl::blocks(int64_t begin, int64_t end) const {
-  TORCH_CHECK(0 <= begin && begin < end && end <= kNumBlocks, "MobileNetV2 blocks [", begin, ", ", end,
+  TORCH_CHECK(0 <= begin && begin < end && end <= num_blocks(), "MobileNetV2 blocks [", begin, ", ", end,
               ") out of range");
   nn::Sequential seq;
   for (int64_t i = begin; i < end; ++i) seq->push_back(blocks_[i]);
   return seq;
+}
+
+torch::nn::Sequential MobileNetV2Impl::split_off(int64_t begin) {
+  nn::Sequential head = blocks(begin, num_blocks());
+  for (int64_t i = begin; i < num_blocks(); ++i) features_->unregister_module(std::to_string(i));
+  blocks_.resize(begin);
+  return head;
 }
 
 int64_t MobileNetV2Impl::channels(int64_t index) { return block_shape(index).first; }
@@ -169,7 +176,12 @@ checkpoint::LoadReport load_torchvision_mobilenet_v2(MobileNetV2Impl& model, con
                                                      checkpoint::Strictness strictness) {
   checkpoint::TensorMap state = checkpoint::load_tensors(path);
   require_torchvision_kind(state, TorchvisionKind::kMobileNetV2, path);
+  // The converted ImageNet file has no BN counters (TF keeps none), torchvision's has them:
+  // drop the file's and keep the model's own (they only count batches, no statistic reads
+  // them with the default momentum).
   drop_bn_counters(state);
+  for (const auto& item : model.named_buffers())
+    if (util::ends_with(item.key(), ".num_batches_tracked")) state[item.key()] = item.value().detach().clone();
   for (auto it = state.begin(); it != state.end();)
     it = util::starts_with(it->first, "classifier.") ? state.erase(it) : std::next(it);
   return checkpoint::load_state_dict(model, state, strictness, path);

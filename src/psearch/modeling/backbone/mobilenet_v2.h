@@ -73,8 +73,8 @@ struct MobileNetV2Options {
   /// 1e-5 for torchvision / PyTorch-trained weights, 1e-3 for TensorFlow-trained ones.
   TORCH_ARG(double, bn_eps) = 1e-5;
   TORCH_ARG(ConvPadding, padding) = ConvPadding::kSymmetric;
-  /// features.0 .. features.(freeze_at - 1) get requires_grad = false (0: none).
-  TORCH_ARG(int64_t, freeze_at) = 0;
+  /// features.0 .. features.(frozen_blocks - 1) get requires_grad = false (0: none).
+  TORCH_ARG(int64_t, frozen_blocks) = 0;
 };
 
 class InvertedResidualImpl : public torch::nn::Module {
@@ -102,8 +102,8 @@ class MobileNetV2Impl : public torch::nn::Module {
 
   explicit MobileNetV2Impl(const MobileNetV2Options& options = {});
 
-  /// images: [B, 3, H, W] normalised as torchvision (ImageNet mean / std) -> features.18's
-  /// output [B, 1280, H / 32, W / 32].
+  /// images: [B, 3, H, W] normalised as torchvision (ImageNet mean / std) -> the last held
+  /// block's output, features.18's [B, 1280, H / 32, W / 32] unless split_off was called.
   at::Tensor forward(const at::Tensor& images);
   /// features[begin] .. features[end - 1] applied to x.
   at::Tensor run(at::Tensor x, int64_t begin, int64_t end);
@@ -113,6 +113,13 @@ class MobileNetV2Impl : public torch::nn::Module {
   /// A new Sequential holding features[begin .. end - 1] (shared, not copied), its
   /// children named "0", "1", ...: e.g. features.14 .. 18 as a two-stage RoI head.
   torch::nn::Sequential blocks(int64_t begin, int64_t end) const;
+
+  /// Moves features[begin ..] out of this model into a new Sequential (children "0", "1",
+  /// ...), e.g. features.14 .. 18 as a two-stage model's RoI head; afterwards this model
+  /// holds and runs features.0 .. begin - 1 only.
+  torch::nn::Sequential split_off(int64_t begin);
+  /// Blocks this model holds (kNumBlocks until split_off).
+  int64_t num_blocks() const { return static_cast<int64_t>(blocks_.size()); }
 
   /// Output channels of features[index], e.g. 96 for 13, 1280 for 18.
   static int64_t channels(int64_t index);
@@ -130,9 +137,9 @@ TORCH_MODULE(MobileNetV2);
 
 /// Loads a MobileNetV2 checkpoint with torchvision's names: torchvision's own
 /// `mobilenet_v2` state_dict (classifier.* is dropped) or the converted ImageNet file
-/// (set-up's mobilenet_v2_imagenet.pth, features.* only). BN counters are dropped; every
-/// features.* key must match unless kNonStrict is asked for. Throws std::runtime_error
-/// naming `path` (and the file's kind when it is another torchvision model).
+/// (set-up's mobilenet_v2_imagenet.pth, features.* only). The file's BN counters are
+/// ignored (the model keeps its own); every features.* key must match unless kNonStrict is
+/// asked for. `model` must hold all blocks. Throws std::runtime_error naming `path` (and the file's kind when it is another torchvision model).
 checkpoint::LoadReport load_torchvision_mobilenet_v2(MobileNetV2Impl& model, const std::string& path,
                                                      checkpoint::Strictness strictness);
 

@@ -14,7 +14,6 @@
 #include <torch/nn/modules/conv.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 
@@ -223,11 +222,5 @@ void load_ssdlite_person(SSDLitePersonImpl& model, const std::string& path) {
   checkpoint::load_state_dict(model, state, checkpoint::Strictness::kStrict, path);
 }
 
-std::string pretrained_weights_path(const std::string& name) {
-  const char* dir = std::getenv("PSEARCH_WEIGHTS_DIR");
-  if (dir && *dir) return std::string(dir) + "/" + name;
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : ".") + "/.cache/psearch/weights/" + name;
-}
 
 }  // namespace psearch::modeling

