@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # End-to-end CPU run of the person-search models on a generated PRW-format dataset:
 # generates `psearch synth --format prw --size small --seed 0`, trains the chosen models with
-# configs/synthetic/*.yaml two at a time (half the cores each; NAE+ starts from the NAE),
-# evaluates each with the standard protocol and prints one table.
+# configs/synthetic/MODEL_prw_small.yaml two at a time (half the cores each; NAE+ starts
+# from the NAE of the same trunk), evaluates each with the standard protocol and prints one
+# table.
 # Usage: bash scripts/train_synthetic.sh [OUT=out/synthetic_run] [MODEL ...]
-#   MODEL: oim nae nae_plus pcnet pcnet_dagger pcnet_light (default: all, about 70 minutes
-#   on 2 cores; the two-stage ones alone about 35).
+#   MODEL: oim_mnv2 nae_mnv2 nae_plus_mnv2 (the two-stage models on set-up's ImageNet
+#   MobileNetV2, the default, about 35 minutes on 2 cores), oim nae nae_plus (the same on a
+#   ResNet-18 from scratch, about 45), pcnet pcnet_dagger pcnet_light (ResNet-18 + FPN from
+#   scratch, about 40).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$PSEARCH_ROOT"
 out="${1:-out/synthetic_run}"
 shift || true
 models=("$@")
-((${#models[@]})) || models=(oim nae nae_plus pcnet pcnet_dagger pcnet_light)
+((${#models[@]})) || models=(oim_mnv2 nae_mnv2 nae_plus_mnv2)
 bin="$PSEARCH_BUILD_DIR/psearch"
 [[ -x "$bin" ]] || bash scripts/build.sh
 data="$out/prw_small"
@@ -38,17 +41,25 @@ train() {  # name [overrides...]
 
 for m in "${models[@]}"; do config_of "$m" > /dev/null; done
 
-has() { [[ " ${models[*]} " == *" $1 "* ]]; }
-
-# NAE+ needs the NAE; the others run in pairs.
-queue=()
-for m in "${models[@]}"; do [[ $m == nae_plus ]] || queue+=("$m"); done
+# NAE+ fine-tunes the NAE of its trunk (nae_plus_mnv2 <- nae_mnv2), so it runs last; the
+# others run in pairs.
+nae_of() { echo "${1/nae_plus/nae}"; }
+queue=() fine_tunes=()
+for m in "${models[@]}"; do
+  if [[ $m == nae_plus* ]]; then
+    fine_tunes+=("$m")
+    [[ " ${models[*]} " == *" $(nae_of "$m") "* || -f "$out/$(nae_of "$m")/final.pt" ]] ||
+      { echo "train_synthetic: $m fine-tunes $(nae_of "$m"); list it too" >&2; exit 2; }
+  else
+    queue+=("$m")
+  fi
+done
 for ((i = 0; i < ${#queue[@]}; i += 2)); do
   train "${queue[i]}" & first=$!
   if ((i + 1 < ${#queue[@]})); then train "${queue[i + 1]}"; fi
   wait "$first"
 done
-if has nae_plus; then train nae_plus train.init_from="$out/nae/final.pt"; fi
+for m in "${fine_tunes[@]}"; do train "$m" train.init_from="$out/$(nae_of "$m")/final.pt"; done
 
 "$PSEARCH_PYTHON" - "$out" "${models[@]}" <<'PY'
 import json, sys
