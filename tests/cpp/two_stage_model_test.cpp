@@ -166,6 +166,16 @@ TEST_P(TwoStageModelTest, TinyOverfit) {
   expect_tiny_overfit(*model, 0.02);
 }
 
+TEST(TwoStageModel, EmbeddingBatchNormStartsAsConfigured) {
+  TwoStageOptions official = tiny_options(TwoStageHead::kNae), unit = official;
+  unit.embedding.bn_init("unit");
+  const at::Tensor small = TwoStageModel(official)->named_parameters()["embedding_head.proj_res5.1.weight"];
+  const at::Tensor one = TwoStageModel(unit)->named_parameters()["embedding_head.proj_res5.1.weight"];
+  EXPECT_LT(small.abs().max().item<double>(), 0.1);  // N(0, 0.01): 16 draws stay far below 0.1
+  EXPECT_EQ(one.min().item<double>(), 1.0);
+  EXPECT_EQ(one.max().item<double>(), 1.0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Heads, TwoStageModelTest,
                          ::testing::Values(TwoStageHead::kOim, TwoStageHead::kNae, TwoStageHead::kNaePlus),
                          [](const auto& info) { return two_stage_head_name(info.param); });

@@ -121,11 +121,14 @@ struct RoiHeadsConfig {
 struct EmbeddingConfig {
   bool fuse_res4 = true;
   int64_t pixel_size = 7;
+  std::string bn_init = "official";
 
   template <class V>
   void visit(V& v) {
     v("fuse_res4", fuse_res4, "concatenate projections of pooled C4 and C5 features (dim/2 each) instead of C5 only");
     v("pixel_size", pixel_size, "NAE+: spatial size k of the per-pixel embedding map (k x k)");
+    v.choice("bn_init", bn_init, {"official", "unit"},
+             "the projection BatchNorm's weight at start: official = N(0, 0.01) as NAE4PS, unit = 1 (bias 0 in both; docs/training.md)");
   }
 };
 

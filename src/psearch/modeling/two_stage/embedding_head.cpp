@@ -16,8 +16,9 @@ namespace {
 
 namespace nn = torch::nn;
 
-/// FC (or 1x1 conv) then BN, initialised as the official NAE4PS embedding head.
-nn::Sequential projection(int64_t in, int64_t out, bool pixel_wise) {
+/// FC (or 1x1 conv) then BN, initialised as the official NAE4PS embedding head, except the
+/// BN weight with unit_bn (1 instead of N(0, 0.01)).
+nn::Sequential projection(int64_t in, int64_t out, bool pixel_wise, bool unit_bn) {
   nn::Sequential seq;
   torch::NoGradGuard no_grad;
   if (pixel_wise) {
@@ -25,7 +26,8 @@ nn::Sequential projection(int64_t in, int64_t out, bool pixel_wise) {
     conv->weight.normal_(0, 0.01);
     conv->bias.zero_();
     nn::BatchNorm2d bn(out);
-    bn->weight.normal_(0, 0.01);
+    if (unit_bn) bn->weight.fill_(1.0);
+    else bn->weight.normal_(0, 0.01);
     bn->bias.zero_();
     seq->push_back(conv);
     seq->push_back(bn);
@@ -34,7 +36,8 @@ nn::Sequential projection(int64_t in, int64_t out, bool pixel_wise) {
     fc->weight.normal_(0, 0.01);
     fc->bias.zero_();
     nn::BatchNorm1d bn(out);
-    bn->weight.normal_(0, 0.01);
+    if (unit_bn) bn->weight.fill_(1.0);
+    else bn->weight.normal_(0, 0.01);
     bn->bias.zero_();
     seq->push_back(fc);
     seq->push_back(bn);
@@ -46,13 +49,17 @@ nn::Sequential projection(int64_t in, int64_t out, bool pixel_wise) {
 
 EmbeddingHeadImpl::EmbeddingHeadImpl(const EmbeddingHeadOptions& options) : options_(options) {
   TORCH_CHECK(options.dim() > 0, "EmbeddingHead: dim must be positive");
+  TORCH_CHECK(options.bn_init() == "official" || options.bn_init() == "unit",
+              "EmbeddingHead: bn_init must be official or unit, got ", options.bn_init());
+  const bool unit_bn = options.bn_init() == "unit";
   TORCH_CHECK(!options.fuse_res4() || options.dim() % 2 == 0, "EmbeddingHead: fuse_res4 needs an even dim, got ",
               options.dim());
   const int64_t res5_dim = options.fuse_res4() ? options.dim() / 2 : options.dim();
   if (options.fuse_res4())
     proj_res4_ = register_module("proj_res4", projection(options.res4_channels(), options.dim() / 2,
-                                                         options.pixel_wise()));
-  proj_res5_ = register_module("proj_res5", projection(options.res5_channels(), res5_dim, options.pixel_wise()));
+                                                         options.pixel_wise(), unit_bn));
+  proj_res5_ = register_module("proj_res5",
+                               projection(options.res5_channels(), res5_dim, options.pixel_wise(), unit_bn));
 }
 
 at::Tensor EmbeddingHeadImpl::forward(const at::Tensor& res4, const at::Tensor& res5) {

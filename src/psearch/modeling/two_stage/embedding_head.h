@@ -43,6 +43,8 @@ struct EmbeddingHeadOptions {
   TORCH_ARG(bool, pixel_wise) = false;
   /// Vector form: "avg" (GAP, the paper) or "max" (the official NAE4PS code) over each map.
   TORCH_ARG(std::string, feature_pool) = "avg";
+  /// Start of the projection BatchNorm's weight: "official" N(0, 0.01) (NAE4PS) or "unit" 1.
+  TORCH_ARG(std::string, bn_init) = "official";
 };
 
 class EmbeddingHeadImpl : public torch::nn::Module {

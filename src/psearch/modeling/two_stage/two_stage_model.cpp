@@ -124,7 +124,8 @@ TwoStageOptions two_stage_options_from_config(const config::Config& c, int64_t n
   o.embedding = EmbeddingHeadOptions()
                     .dim(m.embedding_dim)
                     .fuse_res4(t.embedding.fuse_res4)
-                    .feature_pool(t.roi_heads.feature_pool);
+                    .feature_pool(t.roi_heads.feature_pool)
+                    .bn_init(t.embedding.bn_init);
   o.pixel_size = t.embedding.pixel_size;
   o.oim.num_features(m.embedding_dim)
       .num_cq_size(m.oim.queue_size)
