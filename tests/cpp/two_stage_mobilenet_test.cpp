@@ -17,23 +17,15 @@
 #include "psearch/modeling/two_stage/two_stage_model.h"
 #include "test_util.h"
 #include "tiny_scenes.h"
+#include "tiny_two_stage.h"
 
 namespace psearch::modeling {
 namespace {
 
+/// tiny_options with the MobileNetV2 trunk (trainable BN) instead of ResNet-18.
 TwoStageOptions tiny_mobilenet_options(TwoStageHead head) {
-  TwoStageOptions o(4);
-  o.head = head;
+  TwoStageOptions o = tiny_options(head);
   o.mobilenet = MobileNetV2Options().norm(NormKind::kBatchNorm);
-  o.rpn.anchor_sizes({{16, 32, 64}}).aspect_ratios({{1.0, 2.0, 3.0}});
-  o.rpn.pre_nms_top_n_train(300).post_nms_top_n_train(100).pre_nms_top_n_test(300).post_nms_top_n_test(50);
-  o.roi_heads.batch_size_per_image(16).pooler_resolution(4).bbox_reg_bn(false);
-  o.roi_heads.score_thresh(0.3).nms_thresh(0.4).detections_per_img(20);
-  o.pixel_size = 2;
-  o.embedding.dim(32).fuse_res4(true);
-  o.oim.num_cq_size(16);
-  o.train_transform.min_size(96).max_size(160);
-  o.test_transform.min_size(96).max_size(160);
   return o;
 }
 
@@ -113,10 +105,7 @@ TEST(TwoStageMobileNet, OimAndNaeOverfitTheTinyScenes) {
 }
 
 TEST(TwoStageMobileNet, ImagenetNamesTheMobileNetForAResNetTrunk) {
-  TwoStageOptions o = tiny_mobilenet_options(TwoStageHead::kNae);
-  o.mobilenet.reset();
-  o.backbone = ResNetOptions().depth(18);
-  TwoStageModel model(o);
+  TwoStageModel model(tiny_options(TwoStageHead::kNae));
   const std::string error = test::error_of([&] { model->load_backbone_weights("imagenet"); });
   EXPECT_NE(error.find("model.backbone.arch mobilenet_v2"), std::string::npos) << error;
   EXPECT_EQ(error.find('\n'), std::string::npos) << error;

@@ -300,6 +300,12 @@ at::Tensor TwoStageModelImpl::trunk_features(const at::Tensor& images) {
 }
 
 void TwoStageModelImpl::load_backbone_weights(const std::string& given) {
+  // Before resolving: a ResNet trunk asking for 'imagenet' is told so whether or not the
+  // MobileNetV2 file is installed.
+  if (!options_.mobilenet && given == "imagenet")
+    throw std::runtime_error(
+        "model.backbone.weights 'imagenet' is the MobileNetV2 that set-up installs (model.backbone.arch "
+        "mobilenet_v2); for a ResNet give torchvision's file, e.g. resnet50-0676ba61.pth");
   const std::string path = resolve_backbone_weights(given);
   // Load into a whole classifier first: that checks the file against torchvision's layout.
   checkpoint::TensorMap trunk;
@@ -312,10 +318,6 @@ void TwoStageModelImpl::load_backbone_weights(const std::string& given) {
     load_torchvision_mobilenet_v2(*full, path, checkpoint::Strictness::kStrict);
     collect(*full, mobilenet_trunk_name);
   } else {
-    if (given == "imagenet")
-      throw std::runtime_error(
-          "model.backbone.weights 'imagenet' is the MobileNetV2 that set-up installs (model.backbone.arch "
-          "mobilenet_v2); for a ResNet give torchvision's file, e.g. resnet50-0676ba61.pth");
     ResNetOptions options = options_.backbone;
     ResNet full(options.last_stage("C5"));
     load_torchvision_resnet(*full, path, checkpoint::Strictness::kStrict);
