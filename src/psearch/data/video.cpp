@@ -37,6 +37,14 @@ bool VideoReader::next(VideoFrame& frame, int64_t stride) {
   return true;
 }
 
+bool VideoReader::skip_to(int64_t index) {
+  while (next_index_ < index) {
+    if (!capture_->grab()) return false;
+    ++next_index_;
+  }
+  return true;
+}
+
 at::Tensor rgb_tensor_from_bgr(const void* data, int64_t height, int64_t width) {
   const at::Tensor hwc = at::from_blob(const_cast<void*>(data), {height, width, 3}, at::kByte);
   // BGR -> RGB by reversing the channel axis, then [3, H, W] in [0, 1]; the copy owns its memory.

@@ -33,6 +33,9 @@ class VideoReader {
   /// The next frame whose index is a multiple of `stride` (frames in between are grabbed,
   /// not decoded). False at the end of the file.
   bool next(VideoFrame& frame, int64_t stride = 1);
+  /// Moves to frame `index` by grabbing (not decoding) the frames before it, e.g. to resume
+  /// an interrupted job. False when the file ends first.
+  bool skip_to(int64_t index);
 
  private:
   std::string path_;

@@ -1,0 +1,103 @@
+// `psearch search`: finds a person in a gallery (psearch index), from a box in a query
+// image or from a stored detection, and prints the hits as JSON and writes an HTML report:
+//   psearch search --gallery out/vtest.db --image q.jpg --box 200 120 260 300 --top-k 20 --report out/search
+//   psearch search --gallery out/vtest.db --id 42 --camera walkway --from 10 --to 60 --min-similarity 0.6
+#include <c10/core/GradMode.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <iostream>
+#include <memory>
+#include <optional>
+
+#include "cli_util.h"
+#include "commands.h"
+#include "psearch/data/image_io.h"
+#include "psearch/gallery/gallery_model.h"
+#include "psearch/gallery/query.h"
+#include "psearch/gallery/report.h"
+#include "psearch/gallery/searcher.h"
+#include "psearch/util/atomic_file.h"
+
+namespace psearch::cli {
+namespace {
+
+struct SearchArgs {
+  std::string gallery, image, checkpoint, report, json, index = "exact", device = "cpu";
+  std::vector<double> box;
+  int64_t id = -1;
+  gallery::SearchFilter filter;
+  double from = -1, to = -1;
+  int64_t top_k = 20;
+  double min_similarity = -1.0;
+  int threads = 0;
+};
+
+void run_search(SearchArgs args) {
+  apply_threads(args.threads);
+  c10::NoGradGuard no_grad;
+  if (args.image.empty() == (args.id < 0)) throw CLI::ValidationError("search", "give either --image and --box, or --id");
+  if (!args.image.empty() && args.box.size() != 4) throw CLI::ValidationError("--box", "--image needs --box X1 Y1 X2 Y2");
+  if (args.from >= 0) args.filter.time_from = args.from;
+  if (args.to >= 0) args.filter.time_to = args.to;
+  if (!args.report.empty()) util::ensure_writable_directory(args.report);
+
+  gallery::GalleryStore store(args.gallery, gallery::GalleryStore::Mode::kRead);
+  const auto recorded = store.model();
+  if (!recorded) throw std::runtime_error(args.gallery + ": the gallery holds no detection; add video with psearch index first");
+  gallery::Query query = args.image.empty()
+                             ? gallery::query_from_detection(store, args.id)
+                             : gallery::query_from_image(args.image, args.box, *recorded, args.checkpoint,
+                                                         parse_device(args.device));
+  gallery::GallerySearcher searcher(store, gallery::index_kind_from_string(args.index));
+  gallery::SearchRequest request;
+  request.query = query.embedding;
+  request.filter = args.filter;
+  request.top_k = args.top_k;
+  request.min_similarity = args.min_similarity;
+  request.exclude_id = query.detection_id;
+  const std::vector<gallery::SearchHit> hits = searcher.search(request);
+
+  nlohmann::json out = gallery::hits_json(hits);
+  const std::string text = nlohmann::json({{"query", query.description}, {"hits", out}}).dump(1) + "\n";
+  if (!args.json.empty()) util::write_text_atomically(args.json, text);
+  std::cout << text;
+  if (!args.report.empty()) {
+    gallery::ReportQuery rq{query.description, query.image, {}};
+    std::copy(query.box, query.box + 4, rq.box);
+    std::cerr << "report: " << gallery::write_report(args.report, rq, hits, args.gallery) << "\n";
+  }
+}
+
+void add_search_command(CLI::App& app) {
+  auto args = std::make_shared<SearchArgs>();
+  auto* cmd = app.add_subcommand("search", "Find a person in a gallery: JSON hits and an HTML report");
+  cmd->add_option("--gallery", args->gallery, "Gallery file (psearch index)")->required();
+  auto* image = cmd->add_option("--image", args->image, "Query image (with --box)");
+  cmd->add_option("--box", args->box, "Query box X1 Y1 X2 Y2 in --image pixels")->expected(4)->needs(image);
+  cmd->add_option("--id", args->id, "Search from a stored detection (its id in the JSON or report)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 62))
+      ->excludes(image);
+  cmd->add_option("--camera", args->filter.cameras, "Only these cameras (repeat for several)");
+  cmd->add_option("--from", args->from, "Only detections at or after this time (s from the start of their source)")
+      ->check(CLI::Range(0.0, 1e12));
+  cmd->add_option("--to", args->to, "Only detections at or before this time (s)")->check(CLI::Range(0.0, 1e12));
+  cmd->add_option("--top-k", args->top_k, "Hits to return")->check(CLI::Range(int64_t{1}, int64_t{10000}))->capture_default_str();
+  cmd->add_option("--min-similarity", args->min_similarity, "Drop hits below this cosine similarity")
+      ->check(CLI::Range(-1.0, 1.0));
+  cmd->add_option("--index", args->index, "exact (FAISS flat) or approximate (HNSW)")
+      ->check(CLI::IsMember({"exact", "approximate"}))
+      ->capture_default_str();
+  cmd->add_option("--checkpoint", args->checkpoint, "The gallery's checkpoint, when it moved since indexing");
+  cmd->add_option("--report", args->report, "Write DIR/report.html with pictures");
+  cmd->add_option("--json", args->json, "Also write the JSON to this file");
+  cmd->add_option("--device", args->device, "cpu, cuda or cuda:N")->capture_default_str();
+  add_threads_option(cmd, args->threads);
+  cmd->callback([args] { run_search(*args); });
+}
+
+}  // namespace
+
+PSEARCH_REGISTER_COMMAND(41, add_search_command);
+
+}  // namespace psearch::cli

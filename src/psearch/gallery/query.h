@@ -1,0 +1,43 @@
+#pragma once
+/// Queries of a gallery search: a box in an image embedded by the gallery's own model,
+/// or a stored detection; and hits as JSON (what `psearch search` prints and the HTTP API
+/// returns).
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <nlohmann/json_fwd.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "psearch/gallery/gallery_model.h"
+#include "psearch/gallery/searcher.h"
+
+namespace psearch::gallery {
+
+struct Query {
+  at::Tensor embedding;  ///< [D] unit norm
+  at::Tensor image;      ///< [3, H, W] RGB in [0, 1], for the report
+  float box[4] = {0, 0, 0, 0};
+  std::string description;
+  std::optional<int64_t> detection_id;  ///< set when the query is a stored detection
+};
+
+/// Checks a query box against an image of width x height: a box that lies partly outside
+/// is clipped to the image; one that is empty or wholly outside is refused (one line
+/// naming `what`, e.g. the image path).
+void check_query_box(float box[4], int64_t width, int64_t height, const std::string& what);
+
+/// Embeds `box` (x1, y1, x2, y2) of `image` [3, H, W] with `model`.
+Query query_from_image(const at::Tensor& image, std::vector<double> box, GalleryModel& model,
+                       const std::string& description);
+/// Reads the image, loads the gallery's model (recorded; `checkpoint` when it moved) and embeds the box.
+Query query_from_image(const std::string& image_path, const std::vector<double>& box, const ModelIdentity& recorded,
+                       const std::string& checkpoint, c10::Device device);
+/// The stored detection `id` (its embedding, frame and box).
+Query query_from_detection(const GalleryStore& store, int64_t id);
+
+/// One JSON object per hit: rank, id, similarity, camera, source, frame, time, image, box, score.
+nlohmann::json hits_json(const std::vector<SearchHit>& hits);
+
+}  // namespace psearch::gallery

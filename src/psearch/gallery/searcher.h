@@ -1,0 +1,49 @@
+#pragma once
+/// Searching a gallery: the nearest stored detections of a query embedding, restricted by
+/// camera and time, above a minimum similarity, best first.
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "psearch/gallery/gallery_store.h"
+#include "psearch/gallery/vector_index.h"
+
+namespace psearch::gallery {
+
+struct SearchRequest {
+  at::Tensor query;  ///< [D] float32, unit norm (the model's query embedding)
+  SearchFilter filter;
+  int64_t top_k = 20;
+  double min_similarity = -1.0;       ///< hits below are dropped
+  std::optional<int64_t> exclude_id;  ///< the query's own detection, when searching from one
+};
+
+struct SearchHit {
+  DetectionRecord detection;
+  float similarity = 0.0f;
+};
+
+class GallerySearcher {
+ public:
+  /// Loads every embedding of `store` into a vector index of `kind`. Throws a one-line
+  /// error when the gallery holds no detection.
+  GallerySearcher(const GalleryStore& store, IndexKind kind);
+
+  /// Rebuilds the index when detections were added since it was built (an indexer
+  /// running next to a server). True when it rebuilt.
+  bool refresh();
+  std::vector<SearchHit> search(const SearchRequest& request) const;
+  const VectorIndex& index() const { return *index_; }
+
+ private:
+  void build();
+
+  const GalleryStore& store_;
+  IndexKind kind_;
+  std::pair<int64_t, int64_t> version_{-1, -1};
+  std::unique_ptr<VectorIndex> index_;
+};
+
+}  // namespace psearch::gallery

@@ -1,0 +1,114 @@
+#include "psearch/gallery/vector_index.h"
+
+#include <ATen/ops/randperm.h>
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/impl/IDSelector.h>
+
+#include <algorithm>
+#include <set>
+#include <stdexcept>
+
+namespace psearch::gallery {
+namespace {
+
+constexpr int kHnswNeighbours = 32;    // M: links per node (FAISS's usual 16-64)
+constexpr int kHnswBuildDepth = 80;    // efConstruction
+constexpr int kHnswSearchDepth = 128;  // efSearch (raised to k when k is larger)
+
+}  // namespace
+
+std::string to_string(IndexKind kind) { return kind == IndexKind::kExact ? "exact" : "approximate"; }
+
+IndexKind index_kind_from_string(const std::string& text) {
+  if (text == "exact") return IndexKind::kExact;
+  if (text == "approximate") return IndexKind::kApproximate;
+  throw std::runtime_error("index kind '" + text + "': use exact or approximate");
+}
+
+VectorIndex::VectorIndex(const at::Tensor& ids, const at::Tensor& embeddings, IndexKind kind) : kind_(kind) {
+  if (embeddings.dim() != 2 || ids.dim() != 1 || ids.size(0) != embeddings.size(0))
+    throw std::invalid_argument("VectorIndex: ids [N] and embeddings [N, D] expected");
+  embeddings_ = embeddings.to(at::kFloat).contiguous();
+  dim_ = embeddings_.size(1);
+  const at::Tensor id_tensor = ids.to(at::kLong).contiguous();
+  ids_.assign(id_tensor.data_ptr<int64_t>(), id_tensor.data_ptr<int64_t>() + id_tensor.numel());
+  if (kind == IndexKind::kExact) {
+    index_ = std::make_unique<faiss::IndexFlatIP>(dim_);
+  } else {
+    auto hnsw = std::make_unique<faiss::IndexHNSWFlat>(dim_, kHnswNeighbours, faiss::METRIC_INNER_PRODUCT);
+    hnsw->hnsw.efConstruction = kHnswBuildDepth;
+    index_ = std::move(hnsw);
+  }
+  if (size() > 0) index_->add(size(), embeddings_.data_ptr<float>());
+}
+
+VectorIndex::~VectorIndex() = default;
+
+std::vector<std::vector<Neighbour>> VectorIndex::search(const at::Tensor& queries, int64_t k,
+                                                        const std::optional<std::vector<int64_t>>& allowed) const {
+  const at::Tensor q = queries.to(at::kFloat).contiguous();
+  if (q.dim() != 2 || q.size(1) != dim_)
+    throw std::runtime_error("query embedding has " + std::to_string(q.dim() == 2 ? q.size(1) : q.numel()) +
+                             " dimensions, the gallery " + std::to_string(dim_));
+  const int64_t nq = q.size(0);
+  std::vector<std::vector<Neighbour>> out(nq);
+  if (size() == 0 || k <= 0) return out;
+
+  // Row selection: ids_ and `allowed` are both ascending, so one merge pass marks rows.
+  std::vector<uint8_t> bitmap;
+  std::unique_ptr<faiss::IDSelectorBitmap> selector;
+  int64_t candidates = size();
+  if (allowed) {
+    bitmap.assign((ids_.size() + 7) / 8, 0);
+    candidates = 0;
+    size_t j = 0;
+    for (size_t row = 0; row < ids_.size() && j < allowed->size(); ++row) {
+      while (j < allowed->size() && (*allowed)[j] < ids_[row]) ++j;
+      if (j < allowed->size() && (*allowed)[j] == ids_[row]) {
+        bitmap[row / 8] |= static_cast<uint8_t>(1u << (row % 8));
+        ++candidates;
+      }
+    }
+    if (candidates == 0) return out;
+    selector = std::make_unique<faiss::IDSelectorBitmap>(ids_.size(), bitmap.data());
+  }
+  const int64_t kk = std::min(k, candidates);
+  std::vector<float> distances(nq * kk);
+  std::vector<faiss::Index::idx_t> labels(nq * kk);
+  faiss::SearchParametersHNSW hnsw_params;  // a SearchParameters; efSearch read by HNSW only
+  hnsw_params.sel = selector.get();
+  hnsw_params.efSearch = static_cast<int>(std::max<int64_t>(kHnswSearchDepth, kk));
+  index_->search(nq, q.data_ptr<float>(), kk, distances.data(), labels.data(), &hnsw_params);
+  for (int64_t i = 0; i < nq; ++i) {
+    for (int64_t j = 0; j < kk; ++j) {
+      const auto label = labels[i * kk + j];
+      if (label < 0) continue;  // fewer reachable neighbours than k (approximate, filtered)
+      out[i].push_back({ids_[label], distances[i * kk + j]});
+    }
+  }
+  return out;
+}
+
+double VectorIndex::recall_at_k(int64_t k, int64_t samples) const {
+  if (kind_ == IndexKind::kExact || size() == 0) return 1.0;
+  samples = std::min(samples, size());
+  const at::Tensor rows = at::randperm(size(), at::kLong).narrow(0, 0, samples);
+  const at::Tensor queries = embeddings_.index_select(0, rows);
+  const auto approximate = search(queries, k);
+  faiss::IndexFlatIP exact(dim_);
+  exact.add(size(), embeddings_.data_ptr<float>());
+  const int64_t kk = std::min(k, size());
+  std::vector<float> distances(samples * kk);
+  std::vector<faiss::Index::idx_t> labels(samples * kk);
+  exact.search(samples, queries.data_ptr<float>(), kk, distances.data(), labels.data());
+  double found = 0;
+  for (int64_t i = 0; i < samples; ++i) {
+    std::set<int64_t> truth;
+    for (int64_t j = 0; j < kk; ++j) truth.insert(ids_[labels[i * kk + j]]);
+    for (const auto& n : approximate[i]) found += truth.count(n.id);
+  }
+  return found / static_cast<double>(samples * kk);
+}
+
+}  // namespace psearch::gallery

@@ -1,0 +1,66 @@
+#pragma once
+/// Nearest-neighbour search over the gallery's embeddings with FAISS (Debian's
+/// libfaiss-dev). Similarity is the inner product of unit-norm embeddings (cosine).
+///
+///   exact (default): IndexFlatIP, a brute-force scan with FAISS's BLAS kernels;
+///   approximate:     IndexHNSWFlat (M = 32, inner product), for large galleries; its
+///                    recall@k against the exact index is measured on a sample when it is
+///                    built (recall_at_k).
+///
+/// Filters (cameras, time window) become an IDSelectorBitmap over the index rows, so a
+/// filtered search still returns the top-k among the allowed detections.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace faiss {
+struct Index;
+}
+
+namespace psearch::gallery {
+
+enum class IndexKind { kExact, kApproximate };
+std::string to_string(IndexKind kind);
+/// "exact" or "approximate"; throws std::runtime_error otherwise.
+IndexKind index_kind_from_string(const std::string& text);
+
+struct Neighbour {
+  int64_t id = 0;       ///< detection id
+  float similarity = 0;  ///< inner product with the query
+};
+
+class VectorIndex {
+ public:
+  /// Builds the index over ids [N] int64 (ascending) and embeddings [N, D] float32.
+  VectorIndex(const at::Tensor& ids, const at::Tensor& embeddings, IndexKind kind);
+  ~VectorIndex();
+  VectorIndex(const VectorIndex&) = delete;
+  VectorIndex& operator=(const VectorIndex&) = delete;
+
+  int64_t size() const { return static_cast<int64_t>(ids_.size()); }
+  int64_t dim() const { return dim_; }
+  IndexKind kind() const { return kind_; }
+
+  /// Top-k neighbours of each query (queries [Q, D] float32), best first, limited to
+  /// `allowed` ids when given (ascending detection ids; ids not in the index are ignored).
+  /// A row has fewer than k entries when fewer detections are allowed.
+  std::vector<std::vector<Neighbour>> search(const at::Tensor& queries, int64_t k,
+                                             const std::optional<std::vector<int64_t>>& allowed = std::nullopt) const;
+
+  /// Mean recall@k of this (approximate) index against an exact scan, using `samples`
+  /// stored embeddings as queries (1.0 for the exact index).
+  double recall_at_k(int64_t k, int64_t samples = 100) const;
+
+ private:
+  std::unique_ptr<faiss::Index> index_;
+  std::vector<int64_t> ids_;
+  at::Tensor embeddings_;  // kept for recall measurements
+  int64_t dim_ = 0;
+  IndexKind kind_;
+};
+
+}  // namespace psearch::gallery
