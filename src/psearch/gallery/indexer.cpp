@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -161,8 +162,9 @@ class Indexer {
     std::vector<PlannedSource> plans = plan(specs);
     int64_t total = 0;
     for (const auto& p : plans) total += p.planned;
-    util::ProgressBar bar("indexing", total, "frame");
-    bar_ = options_.progress ? &bar : nullptr;
+    std::optional<util::ProgressBar> bar;
+    if (options_.progress) bar.emplace("indexing", total, "frame");
+    bar_ = bar ? &*bar : nullptr;
 
     FrameQueue queue(static_cast<size_t>(options_.queue_frames));
     std::thread reader([&] {
@@ -178,7 +180,7 @@ class Indexer {
       throw;
     }
     reader.join();
-    if (bar_) bar.finish();
+    if (bar) bar->finish();
     summary_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return summary_;
   }
@@ -295,7 +297,13 @@ class Indexer {
       frames.push_back(keep_confident(detections[next++], item, min_score_));
       summary_.detections += frames.back().boxes.size(0);
     }
-    store_.commit_frames(plans[batch.front().source].record.id, frames, batch.back().frame + 1, failed);
+    const SourceRecord& source = plans[batch.front().source].record;
+    try {
+      store_.commit_frames(source.id, frames, batch.back().frame + 1, failed);
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(std::string(e.what()) + " while storing frame " + std::to_string(batch.back().frame) +
+                               " of " + source.path + "; everything stored before is kept: rerun to continue");
+    }
     summary_.frames += static_cast<int64_t>(frames.size());
     summary_.frames_failed += failed;
     if (bar_) bar_->advance(static_cast<int64_t>(batch.size()));
