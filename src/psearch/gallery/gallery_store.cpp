@@ -284,6 +284,21 @@ std::vector<SourceRecord> GalleryStore::sources() const {
   return out;
 }
 
+SourceRecord GalleryStore::source(int64_t id) const {
+  Statement s(db_, std::string("SELECT ") + kSourceColumns + " FROM sources WHERE id = ?", path_);
+  s.bind(1, id);
+  if (!s.step()) fail("no source with id " + std::to_string(id));
+  return read_source(s);
+}
+
+std::vector<std::pair<int64_t, int64_t>> GalleryStore::frames_with_detections(int64_t source_id) const {
+  Statement s(db_, "SELECT frame, count(*) FROM detections WHERE source_id = ? GROUP BY frame ORDER BY frame", path_);
+  s.bind(1, source_id);
+  std::vector<std::pair<int64_t, int64_t>> out;
+  while (s.step()) out.emplace_back(s.integer(0), s.integer(1));
+  return out;
+}
+
 void GalleryStore::commit_frames(int64_t source_id, const std::vector<FrameDetections>& frames, int64_t next_frame,
                                  int64_t frames_failed) {
   exec("BEGIN IMMEDIATE");
@@ -351,27 +366,38 @@ std::vector<int64_t> GalleryStore::select(const SearchFilter& filter) const {
   return ids;
 }
 
-std::pair<at::Tensor, at::Tensor> GalleryStore::embeddings() const {
-  const auto [count, max_id] = version();
-  (void)max_id;
+std::pair<at::Tensor, at::Tensor> GalleryStore::embeddings(int64_t after_id) const {
   const auto recorded = model();
   const int64_t dim = recorded ? recorded->embedding_dim : 0;
-  at::Tensor ids = at::empty({count}, at::kLong);
-  at::Tensor matrix = at::empty({count, dim}, at::kFloat);
-  Statement s(db_, "SELECT id, embedding FROM detections ORDER BY id", path_);
-  int64_t row = 0;
-  auto* id_data = ids.data_ptr<int64_t>();
-  auto* out = matrix.data_ptr<float>();
-  while (s.step()) {
-    if (row >= count) break;  // rows added by a concurrent indexer after count()
-    if (s.bytes(1) != static_cast<int>(dim * sizeof(float)))
-      fail("detection " + std::to_string(s.integer(0)) + " has a " + std::to_string(s.bytes(1)) +
-           "-byte embedding, expected " + std::to_string(dim) + " floats");
-    id_data[row] = s.integer(0);
-    std::memcpy(out + row * dim, s.blob(1), dim * sizeof(float));
-    ++row;
+  // Read in one transaction so that the count and the rows agree while an indexer writes.
+  Statement begin(db_, "BEGIN", path_);
+  begin.run();
+  try {
+    Statement count(db_, "SELECT count(*) FROM detections WHERE id > ?", path_);
+    count.bind(1, after_id);
+    count.step();
+    const int64_t n = count.integer(0);
+    at::Tensor ids = at::empty({n}, at::kLong);
+    at::Tensor matrix = at::empty({n, dim}, at::kFloat);
+    Statement s(db_, "SELECT id, embedding FROM detections WHERE id > ? ORDER BY id", path_);
+    s.bind(1, after_id);
+    int64_t row = 0;
+    auto* id_data = ids.data_ptr<int64_t>();
+    auto* out = matrix.data_ptr<float>();
+    while (row < n && s.step()) {
+      if (s.bytes(1) != static_cast<int>(dim * sizeof(float)))
+        fail("detection " + std::to_string(s.integer(0)) + " has a " + std::to_string(s.bytes(1)) +
+             "-byte embedding, expected " + std::to_string(dim) + " floats");
+      id_data[row] = s.integer(0);
+      std::memcpy(out + row * dim, s.blob(1), dim * sizeof(float));
+      ++row;
+    }
+    exec("COMMIT");
+    return {ids.narrow(0, 0, row), matrix.narrow(0, 0, row)};
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
   }
-  return {ids.narrow(0, 0, row), matrix.narrow(0, 0, row)};
 }
 
 at::Tensor GalleryStore::embedding(int64_t id) const {
@@ -433,10 +459,5 @@ GalleryStats GalleryStore::stats() const {
   return st;
 }
 
-std::pair<int64_t, int64_t> GalleryStore::version() const {
-  Statement s(db_, "SELECT count(*), coalesce(max(id), 0) FROM detections", path_);
-  s.step();
-  return {s.integer(0), s.integer(1)};
-}
 
 }  // namespace psearch::gallery

@@ -105,6 +105,10 @@ class GalleryStore {
   /// Adds a source (state "indexing", next_frame 0) and returns it with its id.
   SourceRecord add_source(SourceRecord source);
   std::vector<SourceRecord> sources() const;
+  /// The source with this id; throws when there is none.
+  SourceRecord source(int64_t id) const;
+  /// Frames of a source that hold detections, ascending, with their detection counts.
+  std::vector<std::pair<int64_t, int64_t>> frames_with_detections(int64_t source_id) const;
 
   /// Stores the detections of consecutive frames of `source_id` and moves its next_frame
   /// to `next_frame`, in one transaction. frames_failed counts frames in the batch that
@@ -117,8 +121,10 @@ class GalleryStore {
 
   /// Ids of the detections that pass `filter`, ascending. All ids when the filter is empty.
   std::vector<int64_t> select(const SearchFilter& filter) const;
-  /// Every detection's id (ascending) and embedding: ids [N] int64, embeddings [N, D] float32.
-  std::pair<at::Tensor, at::Tensor> embeddings() const;
+  /// The id (ascending) and embedding of every detection with id > after_id: ids [N] int64,
+  /// embeddings [N, D] float32. Ids only grow, so after_id = the largest id seen gives
+  /// what was added since.
+  std::pair<at::Tensor, at::Tensor> embeddings(int64_t after_id = 0) const;
   /// The embedding of one detection [D]; throws when there is no such id.
   at::Tensor embedding(int64_t id) const;
   /// Records of the given ids, in the given order; throws on an unknown id.
@@ -126,9 +132,6 @@ class GalleryStore {
   /// Every detection of one frame of one source.
   std::vector<DetectionRecord> frame_detections(int64_t source_id, int64_t frame) const;
   GalleryStats stats() const;
-  /// Number of stored detections and the largest id (0 when empty): identifies a state of
-  /// the gallery for the vector index cache.
-  std::pair<int64_t, int64_t> version() const;
 
  private:
   void exec(const std::string& sql) const;

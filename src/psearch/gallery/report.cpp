@@ -131,9 +131,9 @@ std::vector<unsigned char> crop_jpeg(const at::Tensor& image, const float box[4]
   return encode_jpeg(scaled);
 }
 
-std::vector<unsigned char> frame_jpeg(const at::Tensor& image, const float box[4]) {
+std::vector<unsigned char> frame_jpeg(const at::Tensor& image, const float* box) {
   cv::Mat bgr = to_bgr(image);
-  draw_box(bgr, box, 3);
+  if (box) draw_box(bgr, box, 3);
   return encode_jpeg(bgr);
 }
 

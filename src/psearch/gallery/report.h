@@ -21,8 +21,8 @@ std::map<std::pair<int64_t, int64_t>, at::Tensor> read_frames(const std::vector<
 /// JPEG of the region around `box` (x1, y1, x2, y2) of `image` [3, H, W], with the box
 /// drawn, scaled to `height` pixels.
 std::vector<unsigned char> crop_jpeg(const at::Tensor& image, const float box[4], int height = 256);
-/// JPEG of the whole frame with `box` drawn.
-std::vector<unsigned char> frame_jpeg(const at::Tensor& image, const float box[4]);
+/// JPEG of the whole frame, with `box` drawn unless it is null.
+std::vector<unsigned char> frame_jpeg(const at::Tensor& image, const float* box);
 
 struct ReportQuery {
   std::string description;  ///< e.g. "query.jpg box [10, 20, 60, 180]" or "gallery detection 42"

@@ -5,21 +5,21 @@
 namespace psearch::gallery {
 
 GallerySearcher::GallerySearcher(const GalleryStore& store, IndexKind kind) : store_(store), kind_(kind) {
-  build();
+  auto [ids, embeddings] = store_.embeddings();
+  const auto recorded = store_.model();
+  if (embeddings.size(1) == 0 && recorded) embeddings = embeddings.reshape({0, recorded->embedding_dim});
+  index_ = std::make_unique<VectorIndex>(ids, embeddings, kind_);
+  if (ids.numel() > 0) last_id_ = ids[-1].item<int64_t>();
   if (index_->size() == 0)
     throw std::runtime_error(store.path() + ": the gallery holds no detection; add video with psearch index first");
 }
 
-void GallerySearcher::build() {
-  version_ = store_.version();
-  auto [ids, embeddings] = store_.embeddings();
-  index_ = std::make_unique<VectorIndex>(ids, embeddings, kind_);
-}
-
-bool GallerySearcher::refresh() {
-  if (store_.version() == version_) return false;
-  build();
-  return true;
+int64_t GallerySearcher::refresh() {
+  auto [ids, embeddings] = store_.embeddings(last_id_);
+  if (ids.numel() == 0) return 0;
+  index_->add(ids, embeddings);
+  last_id_ = ids[-1].item<int64_t>();
+  return ids.numel();
 }
 
 std::vector<SearchHit> GallerySearcher::search(const SearchRequest& request) const {

@@ -31,18 +31,18 @@ class GallerySearcher {
   /// error when the gallery holds no detection.
   GallerySearcher(const GalleryStore& store, IndexKind kind);
 
-  /// Rebuilds the index when detections were added since it was built (an indexer
-  /// running next to a server). True when it rebuilt.
-  bool refresh();
+  /// Adds the detections stored since the index was built or last refreshed (an indexer
+  /// running next to a server). Returns how many were added. Not thread-safe with search():
+  /// the server serialises them (a shared mutex).
+  int64_t refresh();
   std::vector<SearchHit> search(const SearchRequest& request) const;
   const VectorIndex& index() const { return *index_; }
 
  private:
-  void build();
 
   const GalleryStore& store_;
   IndexKind kind_;
-  std::pair<int64_t, int64_t> version_{-1, -1};
+  int64_t last_id_ = 0;  ///< largest detection id in the index
   std::unique_ptr<VectorIndex> index_;
 };
 

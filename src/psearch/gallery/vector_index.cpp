@@ -1,5 +1,6 @@
 #include "psearch/gallery/vector_index.h"
 
+#include <ATen/ops/from_blob.h>
 #include <ATen/ops/randperm.h>
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
@@ -27,12 +28,8 @@ IndexKind index_kind_from_string(const std::string& text) {
 }
 
 VectorIndex::VectorIndex(const at::Tensor& ids, const at::Tensor& embeddings, IndexKind kind) : kind_(kind) {
-  if (embeddings.dim() != 2 || ids.dim() != 1 || ids.size(0) != embeddings.size(0))
-    throw std::invalid_argument("VectorIndex: ids [N] and embeddings [N, D] expected");
-  embeddings_ = embeddings.to(at::kFloat).contiguous();
-  dim_ = embeddings_.size(1);
-  const at::Tensor id_tensor = ids.to(at::kLong).contiguous();
-  ids_.assign(id_tensor.data_ptr<int64_t>(), id_tensor.data_ptr<int64_t>() + id_tensor.numel());
+  if (embeddings.dim() != 2) throw std::invalid_argument("VectorIndex: embeddings [N, D] expected");
+  dim_ = embeddings.size(1);
   if (kind == IndexKind::kExact) {
     index_ = std::make_unique<faiss::IndexFlatIP>(dim_);
   } else {
@@ -40,7 +37,22 @@ VectorIndex::VectorIndex(const at::Tensor& ids, const at::Tensor& embeddings, In
     hnsw->hnsw.efConstruction = kHnswBuildDepth;
     index_ = std::move(hnsw);
   }
-  if (size() > 0) index_->add(size(), embeddings_.data_ptr<float>());
+  add(ids, embeddings);
+}
+
+void VectorIndex::add(const at::Tensor& ids, const at::Tensor& embeddings) {
+  if (embeddings.dim() != 2 || embeddings.size(1) != dim_ || ids.dim() != 1 || ids.size(0) != embeddings.size(0))
+    throw std::invalid_argument("VectorIndex::add: ids [N] and embeddings [N, D] expected");
+  const int64_t n = ids.size(0);
+  if (n == 0) return;
+  const at::Tensor e = embeddings.to(at::kFloat).contiguous();
+  const at::Tensor id_tensor = ids.to(at::kLong).contiguous();
+  const int64_t* id_data = id_tensor.data_ptr<int64_t>();
+  if (!ids_.empty() && id_data[0] <= ids_.back())
+    throw std::invalid_argument("VectorIndex::add: ids must grow");
+  ids_.insert(ids_.end(), id_data, id_data + n);
+  embeddings_.insert(embeddings_.end(), e.data_ptr<float>(), e.data_ptr<float>() + n * dim_);
+  index_->add(n, e.data_ptr<float>());
 }
 
 VectorIndex::~VectorIndex() = default;
@@ -93,11 +105,12 @@ std::vector<std::vector<Neighbour>> VectorIndex::search(const at::Tensor& querie
 double VectorIndex::recall_at_k(int64_t k, int64_t samples) const {
   if (kind_ == IndexKind::kExact || size() == 0) return 1.0;
   samples = std::min(samples, size());
+  const at::Tensor all = at::from_blob(const_cast<float*>(embeddings_.data()), {size(), dim_}, at::kFloat);
   const at::Tensor rows = at::randperm(size(), at::kLong).narrow(0, 0, samples);
-  const at::Tensor queries = embeddings_.index_select(0, rows);
+  const at::Tensor queries = all.index_select(0, rows).contiguous();
   const auto approximate = search(queries, k);
   faiss::IndexFlatIP exact(dim_);
-  exact.add(size(), embeddings_.data_ptr<float>());
+  exact.add(size(), embeddings_.data());
   const int64_t kk = std::min(k, size());
   std::vector<float> distances(samples * kk);
   std::vector<faiss::Index::idx_t> labels(samples * kk);

@@ -41,6 +41,9 @@ class VectorIndex {
   VectorIndex(const VectorIndex&) = delete;
   VectorIndex& operator=(const VectorIndex&) = delete;
 
+  /// Appends ids [N] (ascending, above every id already held) and embeddings [N, D].
+  void add(const at::Tensor& ids, const at::Tensor& embeddings);
+
   int64_t size() const { return static_cast<int64_t>(ids_.size()); }
   int64_t dim() const { return dim_; }
   IndexKind kind() const { return kind_; }
@@ -58,7 +61,7 @@ class VectorIndex {
  private:
   std::unique_ptr<faiss::Index> index_;
   std::vector<int64_t> ids_;
-  at::Tensor embeddings_;  // kept for recall measurements
+  std::vector<float> embeddings_;  // row-major [size, dim], kept for recall measurements
   int64_t dim_ = 0;
   IndexKind kind_;
 };
