@@ -252,3 +252,40 @@ def test_bad_input_gives_one_line(gallery, tmp_path):
     assert index(empty, str(folder)).returncode == 0
     out = run("search", "--gallery", str(empty), "--image", str(image), "--box", "10", "10", "60", "90")
     assert_one_line_error(out, str(empty), "holds no detection")
+
+
+@pytest.mark.parametrize("model_type", ["nae", "pcnet"])
+def test_joint_models_index_and_search_through_the_same_commands(tmp_path, model_type):
+    """Every registered model goes through the same interface: a (1-iteration) NAE and a
+    PCNet index a folder of generated frames, answer a box query and a detection query,
+    and a search with another checkpoint than the gallery's is refused."""
+    from test_train_cli import write_config
+
+    data = tmp_path / "prw"
+    assert run("synth", "--format", "prw", "--size", "tiny", "--seed", "5", "--out", str(data)).returncode == 0
+    checkpoints = []
+    for seed in (0, 1):
+        config = write_config(tmp_path, data, type=model_type, length=1, every=1)
+        run_dir = tmp_path / f"run{seed}"
+        out = run("train", "--config", str(config), "--out", str(run_dir), "--quiet", f"train.seed={seed}")
+        assert out.returncode == 0, out.stderr
+        checkpoints.append(run_dir / "final.pt")
+    g = tmp_path / "g.db"
+    out = index(g, f"cam={data / 'frames'}", extra=("--checkpoint", str(checkpoints[0]), "--min-score", "0",
+                                                   "--set", "inference.score_thresh=0.0",
+                                                   "--max-frames", "4"))
+    assert out.returncode == 0, out.stderr
+    keys, ids, times, cameras, emb = rows(g)
+    assert len(ids) > 0 and emb.shape[1] == 32
+    # NAE scales a gallery embedding by its detection confidence (its norm), as NAE4PS does
+    norms = np.linalg.norm(emb, axis=1)
+    assert (norms > 0).all() and (norms <= 1.0001).all()
+    hits = search(g, "--id", str(ids[0]), "--top-k", "5")["hits"]
+    want, sims = brute_force(emb, ids, emb[0], 5, exclude=ids[0])
+    assert [h["id"] for h in hits] == list(want)
+    frame = sorted((data / "frames").glob("*.jpg"))[0]
+    result = search(g, "--image", str(frame), "--box", "10", "10", "40", "90", "--top-k", "3")
+    assert len(result["hits"]) == 3 and all(-1.0 <= h["similarity"] <= 1.0001 for h in result["hits"])
+    out = run("search", "--gallery", str(g), "--image", str(frame), "--box", "10", "10", "40", "90",
+              "--checkpoint", str(checkpoints[1]))
+    assert_one_line_error(out, str(checkpoints[1]), "not the model the gallery was built with")
