@@ -30,6 +30,8 @@ struct SearchArgs {
   double from = -1, to = -1;
   int64_t top_k = 20;
   double min_similarity = -1.0;
+  bool cbgm = false;
+  int64_t cbgm_k1 = 30, cbgm_k2 = 4;
   int threads = 0;
 };
 
@@ -46,9 +48,9 @@ void run_search(SearchArgs args) {
   const auto recorded = store.model();
   if (!recorded) throw std::runtime_error(args.gallery + ": the gallery holds no detection; add video with psearch index first");
   gallery::Query query = args.image.empty()
-                             ? gallery::query_from_detection(store, args.id)
+                             ? gallery::query_from_detection(store, args.id, args.cbgm)
                              : gallery::query_from_image(args.image, args.box, *recorded, args.checkpoint,
-                                                         parse_device(args.device));
+                                                         parse_device(args.device), args.cbgm);
   gallery::GallerySearcher searcher(store, gallery::index_kind_from_string(args.index));
   gallery::SearchRequest request;
   request.query = query.embedding;
@@ -56,6 +58,9 @@ void run_search(SearchArgs args) {
   request.top_k = args.top_k;
   request.min_similarity = args.min_similarity;
   request.exclude_id = query.detection_id;
+  request.context = query.context;
+  request.cbgm_k1 = args.cbgm_k1;
+  request.cbgm_k2 = args.cbgm_k2;
   const std::vector<gallery::SearchHit> hits = searcher.search(request);
 
   nlohmann::json out = gallery::hits_json(hits);
@@ -85,6 +90,14 @@ void add_search_command(CLI::App& app) {
   cmd->add_option("--top-k", args->top_k, "Hits to return")->check(CLI::Range(int64_t{1}, int64_t{10000}))->capture_default_str();
   cmd->add_option("--min-similarity", args->min_similarity, "Drop hits below this cosine similarity")
       ->check(CLI::Range(-1.0, 1.0));
+  cmd->add_flag("--cbgm", args->cbgm,
+                "Re-rank with Context Bipartite Graph Matching: the people around the query vote (SeqNet)");
+  cmd->add_option("--cbgm-k1", args->cbgm_k1, "CBGM: frames of the k1 best hits are re-scored")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000}))
+      ->capture_default_str();
+  cmd->add_option("--cbgm-k2", args->cbgm_k2, "CBGM: people of the query image used (query first)")
+      ->check(CLI::Range(int64_t{1}, int64_t{100}))
+      ->capture_default_str();
   cmd->add_option("--index", args->index, "exact (FAISS flat) or approximate (HNSW)")
       ->check(CLI::IsMember({"exact", "approximate"}))
       ->capture_default_str();

@@ -289,3 +289,42 @@ def test_joint_models_index_and_search_through_the_same_commands(tmp_path, model
     out = run("search", "--gallery", str(g), "--image", str(frame), "--box", "10", "10", "40", "90",
               "--checkpoint", str(checkpoints[1]))
     assert_one_line_error(out, str(checkpoints[1]), "not the model the gallery was built with")
+
+
+def test_cbgm_reranking_equals_a_scipy_oracle(gallery):
+    """CBGM (SeqNet): the frames holding the k1 best hits are matched, people to people,
+    against the query frame's people; scipy's linear_sum_assignment is the oracle."""
+    from scipy.optimize import linear_sum_assignment
+
+    keys, ids, times, cameras, emb = rows(gallery)
+    boxes = np.array([k[2:6] for k in keys])
+    scores = np.array([k[6] for k in keys])
+    frames = np.array([k[1] for k in keys])
+    k1, k2, top_k = 10, 3, 15
+
+    def iou(a, b):
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = w * h
+        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+    checked = 0
+    for q in range(0, len(ids), 9):
+        others = [i for i in np.argsort(-scores, kind="stable")
+                  if frames[i] == frames[q] and i != q and iou(boxes[i], boxes[q]) <= 0.4]
+        context = np.stack([emb[q]] + [emb[i] for i in others])[:k2]
+        sims = {i: float(emb[i] @ emb[q]) for i in range(len(ids)) if i != q}
+        best = sorted(sims, key=lambda i: -sims[i])[:k1]
+        for f in dict.fromkeys(frames[i] for i in best):
+            people = [i for i in range(len(ids)) if frames[i] == f and i != q]
+            weight = context @ emb[people].T
+            r, c = linear_sum_assignment(weight, maximize=True)
+            if 0 in r:
+                sims[people[c[list(r).index(0)]]] = float(weight[r, c].max())
+        want = sorted(sims, key=lambda i: (-sims[i], ids[i]))[:top_k]
+        got = search(gallery, "--id", str(ids[q]), "--cbgm", "--cbgm-k1", str(k1), "--cbgm-k2", str(k2),
+                     "--top-k", str(top_k))["hits"]
+        assert [h["id"] for h in got] == [int(ids[i]) for i in want]
+        np.testing.assert_allclose([h["similarity"] for h in got], [sims[i] for i in want], atol=1e-5)
+        checked += len(context) > 1
+    assert checked >= 2  # queries that had people around them

@@ -4,7 +4,6 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/matmul.h>
 #include <ATen/ops/tensor.h>
-#include <dlib/optimization/max_cost_assignment.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,6 +13,7 @@
 #include <string>
 
 #include "psearch/evaluation/average_precision.h"
+#include "psearch/evaluation/cbgm.h"
 
 namespace psearch::evaluation {
 
@@ -139,25 +139,10 @@ void apply_cbgm(const Gallery& g, const float* context, int64_t context_rows, co
     const Entry& e = ws.entries[c];
     const int64_t cols = e.count;
     std::vector<float> weight(rows * cols);
-    double max_abs = 1.0;
     for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j) {
-        weight[i * cols + j] = dot(context + i * dim, gf + (e.row + j) * dim, dim);
-        max_abs = std::max(max_abs, std::abs(static_cast<double>(weight[i * cols + j])));
-      }
-    // dlib solves the square, integer problem: scale the weights (to about 1e-9 resolution)
-    // and pad with zero-weight dummies, which leaves the best matching of the smaller side.
-    const int64_t size = std::max(rows, cols);
-    const double scale = 1e9 / max_abs;
-    dlib::matrix<long> cost(size, size);
-    cost = 0;
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j) cost(i, j) = std::lround(weight[i * cols + j] * scale);
-    const std::vector<long> assignment = dlib::max_cost_assignment(cost);
-    float best = -std::numeric_limits<float>::infinity();
-    for (int64_t i = 0; i < rows; ++i)
-      if (assignment[i] < cols) best = std::max(best, weight[i * cols + assignment[i]]);
-    if (assignment[0] < cols) ws.sims[e.pooled + assignment[0]] = best;
+      for (int64_t j = 0; j < cols; ++j) weight[i * cols + j] = dot(context + i * dim, gf + (e.row + j) * dim, dim);
+    const CbgmMatch match = cbgm_match(weight, rows, cols);
+    if (match.column >= 0) ws.sims[e.pooled + match.column] = match.similarity;
   }
 }
 

@@ -410,6 +410,21 @@ at::Tensor GalleryStore::embedding(int64_t id) const {
   return out;
 }
 
+at::Tensor GalleryStore::embeddings_of(const std::vector<int64_t>& ids) const {
+  const auto recorded = model();
+  const int64_t dim = recorded ? recorded->embedding_dim : 0;
+  at::Tensor out = at::empty({static_cast<int64_t>(ids.size()), dim}, at::kFloat);
+  Statement s(db_, "SELECT embedding FROM detections WHERE id = ?", path_);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    s.bind(1, ids[i]);
+    if (!s.step()) fail("no detection with id " + std::to_string(ids[i]));
+    if (s.bytes(0) != static_cast<int>(dim * sizeof(float))) fail("detection " + std::to_string(ids[i]) + ": bad embedding size");
+    std::memcpy(out.data_ptr<float>() + i * dim, s.blob(0), dim * sizeof(float));
+    s.reset();
+  }
+  return out;
+}
+
 std::vector<DetectionRecord> GalleryStore::detections(const std::vector<int64_t>& ids) const {
   Statement s(db_,
               std::string("SELECT ") + kDetectionColumns +

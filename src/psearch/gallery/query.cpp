@@ -1,5 +1,9 @@
 #include "psearch/gallery/query.h"
 
+#include <ATen/TensorIndexing.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/argsort.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/tensor.h>
 #include <nlohmann/json.hpp>
 
@@ -7,6 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "psearch/boxes/box_ops.h"
 #include "psearch/data/image_io.h"
 #include "psearch/gallery/report.h"
 
@@ -28,14 +33,38 @@ void check_query_box(float box[4], int64_t width, int64_t height, const std::str
     throw std::runtime_error(what + ": query box " + text.str() + " keeps less than 2 x 2 pixels inside the image");
 }
 
+namespace {
+
+constexpr double kContextOverlap = 0.4;  // people overlapping the query box more are the query person
+
+/// [1, D] query embedding + the embeddings of `others` (boxes [N, 4], scores [N], features
+/// [N, D]) that do not overlap the query box, most confident first.
+at::Tensor context_of(const at::Tensor& query, const float box[4], const at::Tensor& boxes, const at::Tensor& scores,
+                      const at::Tensor& features) {
+  if (boxes.size(0) == 0) return query.reshape({1, -1});
+  const at::Tensor query_box = at::tensor({box[0], box[1], box[2], box[3]}, at::kFloat).reshape({1, 4});
+  const at::Tensor keep = boxes::box_iou(boxes.to(at::kFloat), query_box).reshape({-1}) <= kContextOverlap;
+  const at::Tensor kept_scores = scores.index({keep}), kept = features.index({keep});
+  const at::Tensor order = at::argsort(kept_scores, /*stable=*/true, /*dim=*/0, /*descending=*/true);
+  return at::cat({query.reshape({1, -1}), kept.index_select(0, order).to(at::kFloat)});
+}
+
+}  // namespace
+
 Query query_from_image(const at::Tensor& image, std::vector<double> box, GalleryModel& model,
-                       const std::string& description) {
+                       const std::string& description, bool with_context) {
   Query q;
   for (int k = 0; k < 4; ++k) q.box[k] = static_cast<float>(box.at(k));
   check_query_box(q.box, image.size(2), image.size(1), description);
   const at::Tensor boxes = at::tensor({q.box[0], q.box[1], q.box[2], q.box[3]}, at::kFloat).reshape({1, 4});
   q.embedding = model.model->embed(image, boxes)[0].contiguous();
   q.image = image;
+  if (with_context) {
+    const modeling::Detections people = model.model->detect(image);
+    const at::Tensor confident = people.scores >= model.det_thresh;
+    q.context = context_of(q.embedding, q.box, people.boxes.index({confident}), people.scores.index({confident}),
+                           people.features.index({confident}));
+  }
   std::ostringstream text;
   text << description << " box [" << q.box[0] << ", " << q.box[1] << ", " << q.box[2] << ", " << q.box[3] << "]";
   q.description = text.str();
@@ -43,15 +72,15 @@ Query query_from_image(const at::Tensor& image, std::vector<double> box, Gallery
 }
 
 Query query_from_image(const std::string& image_path, const std::vector<double>& box, const ModelIdentity& recorded,
-                       const std::string& checkpoint, c10::Device device) {
+                       const std::string& checkpoint, c10::Device device, bool with_context) {
   const at::Tensor image = data::read_image(image_path);
   std::vector<float> checked(box.begin(), box.end());
   check_query_box(checked.data(), image.size(2), image.size(1), image_path);  // before loading the model
   GalleryModel model = load_recorded_model(recorded, checkpoint, device);
-  return query_from_image(image, box, model, image_path);
+  return query_from_image(image, box, model, image_path, with_context);
 }
 
-Query query_from_detection(const GalleryStore& store, int64_t id) {
+Query query_from_detection(const GalleryStore& store, int64_t id, bool with_context) {
   Query q;
   q.embedding = store.embedding(id);
   const DetectionRecord d = store.detections({id}).at(0);
@@ -62,6 +91,19 @@ Query query_from_detection(const GalleryStore& store, int64_t id) {
                                                    " of detection " + std::to_string(id) + " any more");
   q.image = it->second;
   q.detection_id = id;
+  if (with_context) {
+    std::vector<int64_t> ids;
+    std::vector<float> boxes, scores;
+    for (const auto& p : store.frame_detections(d.source_id, d.frame)) {
+      if (p.id == id) continue;
+      ids.push_back(p.id);
+      boxes.insert(boxes.end(), p.box, p.box + 4);
+      scores.push_back(p.score);
+    }
+    const auto n = static_cast<int64_t>(ids.size());
+    q.context = context_of(q.embedding, q.box, at::tensor(boxes, at::kFloat).reshape({n, 4}),
+                           at::tensor(scores, at::kFloat), store.embeddings_of(ids));
+  }
   q.description = "gallery detection " + std::to_string(id) + " (" + d.camera + ", frame " + std::to_string(d.frame) + ")";
   return q;
 }

@@ -21,6 +21,10 @@ struct Query {
   float box[4] = {0, 0, 0, 0};
   std::string description;
   std::optional<int64_t> detection_id;  ///< set when the query is a stored detection
+  /// For CBGM (filled when asked for): [R, D], the query embedding, then the other people
+  /// of the query image (score >= the model's det_thresh, IoU <= 0.4 with the query box),
+  /// most confident first.
+  at::Tensor context;
 };
 
 /// Checks a query box against an image of width x height: a box that lies partly outside
@@ -30,12 +34,13 @@ void check_query_box(float box[4], int64_t width, int64_t height, const std::str
 
 /// Embeds `box` (x1, y1, x2, y2) of `image` [3, H, W] with `model`.
 Query query_from_image(const at::Tensor& image, std::vector<double> box, GalleryModel& model,
-                       const std::string& description);
+                       const std::string& description, bool with_context = false);
 /// Reads the image, loads the gallery's model (recorded; `checkpoint` when it moved) and embeds the box.
 Query query_from_image(const std::string& image_path, const std::vector<double>& box, const ModelIdentity& recorded,
-                       const std::string& checkpoint, c10::Device device);
-/// The stored detection `id` (its embedding, frame and box).
-Query query_from_detection(const GalleryStore& store, int64_t id);
+                       const std::string& checkpoint, c10::Device device, bool with_context = false);
+/// The stored detection `id` (its embedding, frame and box); its context: the other stored
+/// people of its frame.
+Query query_from_detection(const GalleryStore& store, int64_t id, bool with_context = false);
 
 /// One JSON object per hit: rank, id, similarity, camera, source, frame, time, image, box, score.
 nlohmann::json hits_json(const std::vector<SearchHit>& hits);

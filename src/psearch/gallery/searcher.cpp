@@ -1,6 +1,11 @@
 #include "psearch/gallery/searcher.h"
 
+#include <algorithm>
+#include <map>
+#include <set>
 #include <stdexcept>
+
+#include "psearch/evaluation/cbgm.h"
 
 namespace psearch::gallery {
 
@@ -26,22 +31,72 @@ std::vector<SearchHit> GallerySearcher::search(const SearchRequest& request) con
   std::optional<std::vector<int64_t>> allowed;
   const SearchFilter& f = request.filter;
   if (!f.cameras.empty() || f.time_from || f.time_to) allowed = store_.select(f);
-  // One more than asked when the query's own detection may come back first.
-  const int64_t k = request.top_k + (request.exclude_id ? 1 : 0);
+  const bool cbgm = request.context.defined() && request.context.size(0) > 0;
+  // One more than asked when the query's own detection may come back first; with CBGM,
+  // the k1 best are re-scored before the top-k is cut.
+  const int64_t k = std::max(request.top_k, cbgm ? request.cbgm_k1 : 0) + (request.exclude_id ? 1 : 0);
   const auto neighbours = index_->search(request.query.reshape({1, -1}), k, allowed)[0];
+  std::map<int64_t, float> similarity;  // detection id -> (re-scored) similarity
   std::vector<int64_t> ids;
-  std::vector<float> similarities;
   for (const Neighbour& n : neighbours) {
     if (request.exclude_id && n.id == *request.exclude_id) continue;
-    if (n.similarity < request.min_similarity) break;  // sorted, best first
-    if (static_cast<int64_t>(ids.size()) == request.top_k) break;
+    similarity[n.id] = n.similarity;
     ids.push_back(n.id);
-    similarities.push_back(n.similarity);
   }
+  std::map<int64_t, DetectionRecord> records;
+  for (auto& r : store_.detections(ids)) records.emplace(r.id, std::move(r));
+  if (cbgm) rescore_with_context(request, ids, similarity, records);
+
+  std::vector<std::pair<float, int64_t>> ranked;
+  for (const auto& [id, sim] : similarity) ranked.emplace_back(sim, id);
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
   std::vector<SearchHit> hits;
-  const auto records = store_.detections(ids);
-  for (size_t i = 0; i < records.size(); ++i) hits.push_back({records[i], similarities[i]});
+  for (const auto& [sim, id] : ranked) {
+    if (sim < request.min_similarity || static_cast<int64_t>(hits.size()) == request.top_k) break;
+    hits.push_back({records.at(id), sim});
+  }
   return hits;
+}
+
+void GallerySearcher::rescore_with_context(const SearchRequest& request, const std::vector<int64_t>& ranked,
+                                           std::map<int64_t, float>& similarity,
+                                           std::map<int64_t, DetectionRecord>& records) const {
+  const at::Tensor context = request.context.to(at::kFloat).contiguous();
+  const int64_t rows = std::min<int64_t>(request.cbgm_k2, context.size(0));
+  const int64_t dim = context.size(1);
+  std::set<std::pair<int64_t, int64_t>> frames;  // (source, frame) of the k1 best, in rank order
+  std::vector<std::pair<int64_t, int64_t>> order;
+  for (size_t i = 0; i < ranked.size() && static_cast<int64_t>(i) < request.cbgm_k1; ++i) {
+    const DetectionRecord& r = records.at(ranked[i]);
+    if (frames.insert({r.source_id, r.frame}).second) order.emplace_back(r.source_id, r.frame);
+  }
+  for (const auto& [source, frame] : order) {
+    std::vector<DetectionRecord> people = store_.frame_detections(source, frame);
+    if (request.exclude_id)
+      people.erase(std::remove_if(people.begin(), people.end(), [&](const auto& p) { return p.id == *request.exclude_id; }),
+                   people.end());
+    if (people.empty()) continue;
+    std::vector<int64_t> ids;
+    for (const auto& p : people) ids.push_back(p.id);
+    const at::Tensor features = store_.embeddings_of(ids);
+    const int64_t cols = static_cast<int64_t>(ids.size());
+    std::vector<float> weight(rows * cols);
+    const float* c = context.data_ptr<float>();
+    const float* g = features.data_ptr<float>();
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) {
+        double s = 0;
+        for (int64_t d = 0; d < dim; ++d) s += static_cast<double>(c[i * dim + d]) * g[j * dim + d];
+        weight[i * cols + j] = static_cast<float>(s);
+      }
+    const evaluation::CbgmMatch match = evaluation::cbgm_match(weight, rows, cols);
+    if (match.column < 0) continue;
+    const DetectionRecord& partner = people[match.column];
+    similarity[partner.id] = match.similarity;  // may bring in a detection outside the k best
+    records.emplace(partner.id, partner);
+  }
 }
 
 }  // namespace psearch::gallery

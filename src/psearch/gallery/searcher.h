@@ -3,6 +3,7 @@
 /// camera and time, above a minimum similarity, best first.
 #include <ATen/core/Tensor.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -18,6 +19,11 @@ struct SearchRequest {
   int64_t top_k = 20;
   double min_similarity = -1.0;       ///< hits below are dropped
   std::optional<int64_t> exclude_id;  ///< the query's own detection, when searching from one
+  /// CBGM re-ranking (evaluation/cbgm.h) when defined: [R, D], the query embedding first,
+  /// then the other people of the query image, most confident first.
+  at::Tensor context;
+  int64_t cbgm_k1 = 30;  ///< frames holding the k1 best hits are re-scored (PRW's setting)
+  int64_t cbgm_k2 = 4;   ///< context rows used
 };
 
 struct SearchHit {
@@ -39,6 +45,10 @@ class GallerySearcher {
   const VectorIndex& index() const { return *index_; }
 
  private:
+
+  /// CBGM: re-scores the frames of the k1 best hits (`ranked`, best first).
+  void rescore_with_context(const SearchRequest& request, const std::vector<int64_t>& ranked,
+                            std::map<int64_t, float>& similarity, std::map<int64_t, DetectionRecord>& records) const;
 
   const GalleryStore& store_;
   IndexKind kind_;

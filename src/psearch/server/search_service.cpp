@@ -143,10 +143,11 @@ at::Tensor SearchService::read_frame(int64_t source_id, int64_t frame) {
 }
 
 gallery::Query SearchService::make_query(const nlohmann::json& request) {
+  const bool cbgm = request.value("cbgm", false);
   if (request.contains("id")) {
     const int64_t id = request.at("id").get<int64_t>();
     try {
-      return gallery::query_from_detection(store_, id);
+      return gallery::query_from_detection(store_, id, cbgm);
     } catch (const std::runtime_error& e) {
       throw NotFound(e.what());
     }
@@ -173,7 +174,7 @@ gallery::Query SearchService::make_query(const nlohmann::json& request) {
   }
   std::lock_guard lock(model_mutex_);
   c10::NoGradGuard no_grad;
-  return gallery::query_from_image(image, box, model(), description);
+  return gallery::query_from_image(image, box, model(), description, cbgm);
 }
 
 nlohmann::json SearchService::search(const nlohmann::json& request) {
@@ -193,6 +194,7 @@ nlohmann::json SearchService::search(const nlohmann::json& request) {
   if (search.top_k < 1 || search.top_k > 1000) throw BadRequest("request: \"top_k\" must be 1 to 1000");
   search.query = query.embedding;
   search.exclude_id = query.detection_id;
+  search.context = query.context;
   {
     std::unique_lock lock(index_mutex_);
     searcher_->refresh();  // detections an indexer added meanwhile

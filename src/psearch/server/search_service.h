@@ -46,7 +46,8 @@ class SearchService {
 
   /// request: one of {"id": N} | {"image": base64 JPEG/PNG, "box": [x1, y1, x2, y2]} |
   /// {"source": S, "frame": F, "box": [...]}, plus optional "cameras": [...], "from", "to"
-  /// (seconds), "min_similarity", "top_k" (default 20). Returns {"query": ..., "hits": [...]}.
+  /// (seconds), "min_similarity", "top_k" (default 20), "cbgm" (true: CBGM re-ranking).
+  /// Returns {"query": ..., "hits": [...]}.
   nlohmann::json search(const nlohmann::json& request);
 
   /// JPEG of a detection's region (crop) or of its whole frame with the box drawn.
