@@ -9,6 +9,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <tuple>
 
 #include "cli_util.h"
 #include "commands.h"
@@ -23,7 +24,7 @@ namespace psearch::cli {
 namespace {
 
 struct SearchArgs {
-  std::string gallery, image, checkpoint, report, json, index = "exact", device = "cpu";
+  std::string gallery, image, checkpoint, report, json, pick, index = "exact", device = "cpu";
   std::vector<double> box;
   int64_t id = -1;
   gallery::SearchFilter filter;
@@ -35,10 +36,33 @@ struct SearchArgs {
   int threads = 0;
 };
 
+/// "CAMERA:FRAME[:N]" -> camera, frame, N (default 0: the most confident person).
+std::tuple<std::string, int64_t, int64_t> parse_pick(const std::string& text) {
+  const size_t first = text.find(':');
+  const size_t second = first == std::string::npos ? std::string::npos : text.find(':', first + 1);
+  try {
+    if (first == std::string::npos || first == 0) throw std::invalid_argument("no camera");
+    size_t used = 0;
+    const std::string frame_text = text.substr(first + 1, second == std::string::npos ? std::string::npos : second - first - 1);
+    const int64_t frame = std::stoll(frame_text, &used);
+    if (used != frame_text.size() || frame < 0) throw std::invalid_argument("frame");
+    int64_t rank = 0;
+    if (second != std::string::npos) {
+      const std::string rank_text = text.substr(second + 1);
+      rank = std::stoll(rank_text, &used);
+      if (used != rank_text.size() || rank < 0) throw std::invalid_argument("rank");
+    }
+    return {text.substr(0, first), frame, rank};
+  } catch (const std::logic_error&) {
+    throw CLI::ValidationError("--pick", "'" + text + "': expected CAMERA:FRAME or CAMERA:FRAME:N, e.g. walkway:200");
+  }
+}
+
 void run_search(SearchArgs args) {
   apply_threads(args.threads);
   c10::NoGradGuard no_grad;
-  if (args.image.empty() == (args.id < 0)) throw CLI::ValidationError("search", "give either --image and --box, or --id");
+  if ((!args.image.empty()) + (args.id >= 0) + (!args.pick.empty()) != 1)
+    throw CLI::ValidationError("search", "give one of --image and --box, --id, or --pick");
   if (!args.image.empty() && args.box.size() != 4) throw CLI::ValidationError("--box", "--image needs --box X1 Y1 X2 Y2");
   if (args.from >= 0) args.filter.time_from = args.from;
   if (args.to >= 0) args.filter.time_to = args.to;
@@ -47,10 +71,16 @@ void run_search(SearchArgs args) {
   gallery::GalleryStore store(args.gallery, gallery::GalleryStore::Mode::kRead);
   const auto recorded = store.model();
   if (!recorded) throw std::runtime_error(args.gallery + ": the gallery holds no detection; add video with psearch index first");
-  gallery::Query query = args.image.empty()
-                             ? gallery::query_from_detection(store, args.id, args.cbgm)
-                             : gallery::query_from_image(args.image, args.box, *recorded, args.checkpoint,
-                                                         parse_device(args.device), args.cbgm);
+  gallery::Query query;
+  if (!args.image.empty()) {
+    query = gallery::query_from_image(args.image, args.box, *recorded, args.checkpoint, parse_device(args.device),
+                                      args.cbgm);
+  } else if (args.id >= 0) {
+    query = gallery::query_from_detection(store, args.id, args.cbgm);
+  } else {
+    const auto [camera, frame, rank] = parse_pick(args.pick);
+    query = gallery::query_from_frame(store, camera, frame, rank, args.cbgm);
+  }
   gallery::GallerySearcher searcher(store, gallery::index_kind_from_string(args.index));
   gallery::SearchRequest request;
   request.query = query.embedding;
@@ -63,8 +93,11 @@ void run_search(SearchArgs args) {
   request.cbgm_k2 = args.cbgm_k2;
   const std::vector<gallery::SearchHit> hits = searcher.search(request);
 
-  nlohmann::json out = gallery::hits_json(hits);
-  const std::string text = nlohmann::json({{"query", query.description}, {"hits", out}}).dump(1) + "\n";
+  // One hit per line: readable in a terminal, still one JSON document.
+  std::string text = "{\"query\": " + nlohmann::json(query.description).dump() + ",\n \"hits\": [";
+  const nlohmann::json out = gallery::hits_json(hits);
+  for (size_t i = 0; i < out.size(); ++i) text += (i ? ",\n  " : "\n  ") + out[i].dump();
+  text += out.empty() ? "]}\n" : "\n ]}\n";
   if (!args.json.empty()) util::write_text_atomically(args.json, text);
   std::cout << text;
   if (!args.report.empty()) {
@@ -83,6 +116,9 @@ void add_search_command(CLI::App& app) {
   cmd->add_option("--id", args->id, "Search from a stored detection (its id in the JSON or report)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 62))
       ->excludes(image);
+  cmd->add_option("--pick", args->pick,
+                  "Search from the N-th most confident stored person (0: the most) of a frame: CAMERA:FRAME[:N]")
+      ->excludes(image);
   cmd->add_option("--camera", args->filter.cameras, "Only these cameras (repeat for several)");
   cmd->add_option("--from", args->from, "Only detections at or after this time (s from the start of their source)")
       ->check(CLI::Range(0.0, 1e12));
@@ -98,7 +134,7 @@ void add_search_command(CLI::App& app) {
   cmd->add_option("--cbgm-k2", args->cbgm_k2, "CBGM: people of the query image used (query first)")
       ->check(CLI::Range(int64_t{1}, int64_t{100}))
       ->capture_default_str();
-  cmd->add_option("--index", args->index, "exact (FAISS flat) or approximate (HNSW)")
+  cmd->add_option("--index", args->index, "exact (FAISS flat) or approximate (FAISS IVF-flat)")
       ->check(CLI::IsMember({"exact", "approximate"}))
       ->capture_default_str();
   cmd->add_option("--checkpoint", args->checkpoint, "The gallery's checkpoint, when it moved since indexing");

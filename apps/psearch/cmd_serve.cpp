@@ -40,7 +40,7 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   cmd->add_option("--workers", args->options.workers, "Request threads")->check(CLI::Range(1, 256))->capture_default_str();
-  cmd->add_option("--index", args->index, "exact (FAISS flat) or approximate (HNSW)")
+  cmd->add_option("--index", args->index, "exact (FAISS flat) or approximate (FAISS IVF-flat)")
       ->check(CLI::IsMember({"exact", "approximate"}))
       ->capture_default_str();
   cmd->add_option("--checkpoint", args->checkpoint, "The gallery's checkpoint, when it moved since indexing");

@@ -328,3 +328,13 @@ def test_cbgm_reranking_equals_a_scipy_oracle(gallery):
         np.testing.assert_allclose([h["similarity"] for h in got], [sims[i] for i in want], atol=1e-5)
         checked += len(context) > 1
     assert checked >= 2  # queries that had people around them
+
+
+def test_pick_a_person_in_a_frame(gallery):
+    keys, ids, times, cameras, emb = rows(gallery)
+    frame = keys[0][1]
+    people = sorted([(k[6], int(i)) for k, i in zip(keys, ids) if k[1] == frame], reverse=True)
+    result = search(gallery, "--pick", f"walkway:{frame}:1", "--top-k", "2")
+    assert result["query"].startswith(f"gallery detection {people[1][1]} ")
+    assert_one_line_error(run("search", "--gallery", str(gallery), "--pick", "walkway:1"), "frame 1 holds 0")
+    assert_one_line_error(run("search", "--gallery", str(gallery), "--pick", "lobby:0"), "no camera 'lobby'")

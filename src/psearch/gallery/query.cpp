@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <stdexcept>
 
@@ -108,6 +109,28 @@ Query query_from_detection(const GalleryStore& store, int64_t id, bool with_cont
   return q;
 }
 
+Query query_from_frame(const GalleryStore& store, const std::string& camera, int64_t frame, int64_t rank,
+                       bool with_context) {
+  std::string cameras;
+  for (const auto& source : store.sources()) {
+    if (source.camera != camera) {
+      cameras += (cameras.empty() ? "" : ", ") + source.camera;
+      continue;
+    }
+    const auto people = store.frame_detections(source.id, frame);  // most confident first
+    if (rank >= static_cast<int64_t>(people.size()))
+      throw std::runtime_error(store.path() + ": camera " + camera + " frame " + std::to_string(frame) + " holds " +
+                               std::to_string(people.size()) + " stored people, no person number " +
+                               std::to_string(rank) + " (indexed frames are multiples of the stride " +
+                               std::to_string(source.stride) + ")");
+    return query_from_detection(store, people[rank].id, with_context);
+  }
+  throw std::runtime_error(store.path() + ": no camera '" + camera + "' (cameras: " + cameras + ")");
+}
+
+/// Pixel coordinates to 0.01 px: the JSON stays short, no detector is that precise.
+double round2(float v) { return std::round(static_cast<double>(v) * 100.0) / 100.0; }
+
 nlohmann::json hits_json(const std::vector<SearchHit>& hits) {
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < hits.size(); ++i) {
@@ -120,7 +143,7 @@ nlohmann::json hits_json(const std::vector<SearchHit>& hits) {
                    {"frame", d.frame},
                    {"time", d.time},
                    {"image", d.image},
-                   {"box", {d.box[0], d.box[1], d.box[2], d.box[3]}},
+                   {"box", {round2(d.box[0]), round2(d.box[1]), round2(d.box[2]), round2(d.box[3])}},
                    {"score", d.score}});
   }
   return out;

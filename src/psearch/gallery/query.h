@@ -42,6 +42,11 @@ Query query_from_image(const std::string& image_path, const std::vector<double>&
 /// people of its frame.
 Query query_from_detection(const GalleryStore& store, int64_t id, bool with_context = false);
 
+/// The `rank`-th most confident stored person (0: the most) in frame `frame` of the source
+/// of `camera` (the first such source); throws a one-line error naming what is missing.
+Query query_from_frame(const GalleryStore& store, const std::string& camera, int64_t frame, int64_t rank,
+                       bool with_context = false);
+
 /// One JSON object per hit: rank, id, similarity, camera, source, frame, time, image, box, score.
 nlohmann::json hits_json(const std::vector<SearchHit>& hits);
 

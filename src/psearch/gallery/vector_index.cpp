@@ -3,19 +3,25 @@
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/randperm.h>
 #include <faiss/IndexFlat.h>
-#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVFFlat.h>
 #include <faiss/impl/IDSelector.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <stdexcept>
 
 namespace psearch::gallery {
 namespace {
 
-constexpr int kHnswNeighbours = 32;    // M: links per node (FAISS's usual 16-64)
-constexpr int kHnswBuildDepth = 80;    // efConstruction
-constexpr int kHnswSearchDepth = 128;  // efSearch (raised to k when k is larger)
+constexpr int64_t kMinPointsPerCell = 39;  // FAISS's k-means warns below this
+constexpr int64_t kProbeFraction = 16;     // a query scans 1/16 of the cells
+
+/// Cells of the IVF index for n vectors: 4 sqrt(n), with enough training points each.
+int64_t cells_for(int64_t n) {
+  const int64_t wanted = static_cast<int64_t>(std::lround(4.0 * std::sqrt(static_cast<double>(n))));
+  return std::max<int64_t>(1, std::min(wanted, n / kMinPointsPerCell));
+}
 
 }  // namespace
 
@@ -33,9 +39,16 @@ VectorIndex::VectorIndex(const at::Tensor& ids, const at::Tensor& embeddings, In
   if (kind == IndexKind::kExact) {
     index_ = std::make_unique<faiss::IndexFlatIP>(dim_);
   } else {
-    auto hnsw = std::make_unique<faiss::IndexHNSWFlat>(dim_, kHnswNeighbours, faiss::METRIC_INNER_PRODUCT);
-    hnsw->hnsw.efConstruction = kHnswBuildDepth;
-    index_ = std::move(hnsw);
+    // The cells are learnt from the vectors present at build time; later additions (a
+    // server refreshing while an indexer runs) go to their nearest cells.
+    const at::Tensor train = embeddings.to(at::kFloat).contiguous();
+    const int64_t cells = cells_for(train.size(0));
+    quantizer_ = std::make_unique<faiss::IndexFlatIP>(dim_);
+    auto ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer_.get(), dim_, cells, faiss::METRIC_INNER_PRODUCT);
+    ivf->cp.seed = 1234;  // reproducible cells
+    if (train.size(0) > 0) ivf->train(train.size(0), train.data_ptr<float>());
+    nprobe_ = static_cast<size_t>(std::max<int64_t>(1, cells / kProbeFraction));
+    index_ = std::move(ivf);
   }
   add(ids, embeddings);
 }
@@ -88,10 +101,10 @@ std::vector<std::vector<Neighbour>> VectorIndex::search(const at::Tensor& querie
   const int64_t kk = std::min(k, candidates);
   std::vector<float> distances(nq * kk);
   std::vector<faiss::Index::idx_t> labels(nq * kk);
-  faiss::SearchParametersHNSW hnsw_params;  // a SearchParameters; efSearch read by HNSW only
-  hnsw_params.sel = selector.get();
-  hnsw_params.efSearch = static_cast<int>(std::max<int64_t>(kHnswSearchDepth, kk));
-  index_->search(nq, q.data_ptr<float>(), kk, distances.data(), labels.data(), &hnsw_params);
+  faiss::SearchParametersIVF params;  // a SearchParameters; nprobe read by the IVF index only
+  params.sel = selector.get();
+  params.nprobe = nprobe_;
+  index_->search(nq, q.data_ptr<float>(), kk, distances.data(), labels.data(), &params);
   for (int64_t i = 0; i < nq; ++i) {
     for (int64_t j = 0; j < kk; ++j) {
       const auto label = labels[i * kk + j];

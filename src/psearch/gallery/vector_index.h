@@ -3,9 +3,12 @@
 /// libfaiss-dev). Similarity is the inner product of unit-norm embeddings (cosine).
 ///
 ///   exact (default): IndexFlatIP, a brute-force scan with FAISS's BLAS kernels;
-///   approximate:     IndexHNSWFlat (M = 32, inner product), for large galleries; its
-///                    recall@k against the exact index is measured on a sample when it is
-///                    built (recall_at_k).
+///   approximate:     IndexIVFFlat (inner product): k-means cells, nlist = 4 sqrt(N)
+///                    (at least 39 training vectors per cell), and a query scans the
+///                    nprobe = nlist / 16 cells nearest to it, about 1/16 of the gallery. Its
+///                    recall@k against the exact index is measured by recall_at_k and
+///                    `psearch bench-gallery`. (HNSW was tried first: 124 s to build 100k
+///                    vectors on 2 cores, recall@100 0.68; docs/search.md.)
 ///
 /// Filters (cameras, time window) become an IDSelectorBitmap over the index rows, so a
 /// filtered search still returns the top-k among the allowed detections.
@@ -59,7 +62,9 @@ class VectorIndex {
   double recall_at_k(int64_t k, int64_t samples = 100) const;
 
  private:
+  std::unique_ptr<faiss::Index> quantizer_;  // IVF's coarse quantizer (approximate only)
   std::unique_ptr<faiss::Index> index_;
+  size_t nprobe_ = 1;
   std::vector<int64_t> ids_;
   std::vector<float> embeddings_;  // row-major [size, dim], kept for recall measurements
   int64_t dim_ = 0;
