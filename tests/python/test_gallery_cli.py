@@ -117,7 +117,7 @@ def test_approximate_index_recall_against_numpy(gallery):
         want, _ = brute_force(emb, ids, emb[list(ids).index(q)], 10, exclude=q)
         found += len(set(h["id"] for h in got) & set(want))
         total += len(want)
-    assert found / total >= 0.9, found / total  # a few dozen vectors: HNSW should be near exact
+    assert found / total >= 0.99, found / total  # a few dozen vectors: 2 cells, both probed
 
 
 def test_query_box_in_a_frame_finds_its_own_detection(gallery, tmp_path):

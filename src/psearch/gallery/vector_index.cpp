@@ -15,7 +15,8 @@ namespace psearch::gallery {
 namespace {
 
 constexpr int64_t kMinPointsPerCell = 39;  // FAISS's k-means warns below this
-constexpr int64_t kProbeFraction = 16;     // a query scans 1/16 of the cells
+constexpr int64_t kProbeFraction = 16;     // a query scans 1/16 of the cells ...
+constexpr int64_t kMinProbes = 8;          // ... but at least 8
 
 /// Cells of the IVF index for n vectors: 4 sqrt(n), with enough training points each.
 int64_t cells_for(int64_t n) {
@@ -47,7 +48,8 @@ VectorIndex::VectorIndex(const at::Tensor& ids, const at::Tensor& embeddings, In
     auto ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer_.get(), dim_, cells, faiss::METRIC_INNER_PRODUCT);
     ivf->cp.seed = 1234;  // reproducible cells
     if (train.size(0) > 0) ivf->train(train.size(0), train.data_ptr<float>());
-    nprobe_ = static_cast<size_t>(std::max<int64_t>(1, cells / kProbeFraction));
+    // At least 8 cells (all of a small gallery's): a cell boundary then rarely hides a neighbour.
+    nprobe_ = static_cast<size_t>(std::min<int64_t>(cells, std::max<int64_t>(kMinProbes, cells / kProbeFraction)));
     index_ = std::move(ivf);
   }
   add(ids, embeddings);

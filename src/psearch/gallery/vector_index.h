@@ -5,7 +5,8 @@
 ///   exact (default): IndexFlatIP, a brute-force scan with FAISS's BLAS kernels;
 ///   approximate:     IndexIVFFlat (inner product): k-means cells, nlist = 4 sqrt(N)
 ///                    (at least 39 training vectors per cell), and a query scans the
-///                    nprobe = nlist / 16 cells nearest to it, about 1/16 of the gallery. Its
+///                    nprobe = max(nlist / 16, 8) cells nearest to it (about 1/16 of a large
+///                    gallery, all of one with at most 8 cells). Its
 ///                    recall@k against the exact index is measured by recall_at_k and
 ///                    `psearch bench-gallery`. (HNSW was tried first: 124 s to build 100k
 ///                    vectors on 2 cores, recall@100 0.68; docs/search.md.)
