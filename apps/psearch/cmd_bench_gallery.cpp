@@ -29,6 +29,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "psearch/data/synth/files.h"
 #include "psearch/gallery/indexer.h"
 #include "psearch/gallery/vector_index.h"
 
@@ -154,7 +155,7 @@ void bench_indexing(const BenchArgs& args) {
               << (checkpoint.empty() ? " (pretrained)" : " (" + checkpoint + ")") << " | " << s.frames / s.seconds
               << " | " << static_cast<double>(s.detections) / std::max<int64_t>(s.frames, 1) << " |" << std::endl;
   }
-  std::filesystem::remove_all(dir);
+  data::synth::remove_tree(dir);  // not std::filesystem::remove_all: LibTorch's copy crashes
 }
 
 void run_bench(const BenchArgs& args) {
