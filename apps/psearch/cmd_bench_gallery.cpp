@@ -129,7 +129,8 @@ void bench_search(const BenchArgs& args) {
       std::cout << std::setprecision(2) << "| " << n << " | " << gallery::to_string(kind) << " | " << build << " | "
                 << median << " (" << p10 << "-" << p90 << ") | "
                 << (batched.empty() ? 0.0 : percentiles(batched)[0]) << " | " << std::setprecision(3) << recall
-                << " | " << std::setprecision(2) << (kind == gallery::IndexKind::kExact ? bound : 0.0) << " |"
+                << " | " << std::setprecision(2)
+                << (kind == gallery::IndexKind::kExact ? std::to_string(bound).substr(0, 5) : std::string("-")) << " |"
                 << std::endl;
       if (kind == gallery::IndexKind::kExact) exact = std::move(index);
     }
@@ -161,14 +162,17 @@ void bench_indexing(const BenchArgs& args) {
 void run_bench(const BenchArgs& args) {
   apply_threads(args.threads);
   c10::NoGradGuard no_grad;
-  if (!args.sizes.empty()) bench_search(args);
+  BenchArgs search = args;
+  search.sizes.erase(std::remove_if(search.sizes.begin(), search.sizes.end(), [](int64_t n) { return n <= 0; }),
+                     search.sizes.end());
+  if (!search.sizes.empty()) bench_search(search);
   if (!args.video.empty()) bench_indexing(args);
 }
 
 void add_bench_gallery_command(CLI::App& app) {
   auto args = std::make_shared<BenchArgs>();
   auto* cmd = app.add_subcommand("bench-gallery", "Benchmark gallery search latency and indexing throughput (a table)");
-  cmd->add_option("--sizes", args->sizes, "Gallery sizes (detections); none: skip the search part")
+  cmd->add_option("--sizes", args->sizes, "Gallery sizes (detections); 0: skip the search part")
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--dim", args->dim, "Embedding dimension")->check(CLI::Range(8, 4096))->capture_default_str();
