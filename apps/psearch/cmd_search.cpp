@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <iomanip>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -82,6 +83,10 @@ void run_search(SearchArgs args) {
     query = gallery::query_from_frame(store, camera, frame, rank, args.cbgm);
   }
   gallery::GallerySearcher searcher(store, gallery::index_kind_from_string(args.index));
+  if (searcher.index().kind() == gallery::IndexKind::kApproximate)
+    std::cerr << "approximate index over " << searcher.index().size() << " detections: recall@" << args.top_k << " "
+              << std::setprecision(3) << searcher.index().recall_at_k(args.top_k) << " against the exact scan (100 "
+              << "stored embeddings as queries)\n";
   gallery::SearchRequest request;
   request.query = query.embedding;
   request.filter = args.filter;

@@ -69,6 +69,7 @@ SearchService::SearchService(const std::string& gallery_path, gallery::IndexKind
   if (!recorded) throw std::runtime_error(gallery_path + ": the gallery holds no detection; add video with psearch index first");
   identity_ = *recorded;
   searcher_ = std::make_unique<gallery::GallerySearcher>(store_, kind);
+  recall_at_20_ = searcher_->index().recall_at_k(20);  // 1 for the exact index
 }
 
 gallery::GalleryModel& SearchService::model() {
@@ -94,7 +95,8 @@ nlohmann::json SearchService::stats() {
   return {{"model", {{"type", identity_.type}, {"source", identity_.source}, {"sha256", identity_.sha256},
                      {"embedding_dim", identity_.embedding_dim}}},
           {"detections", s.detections}, {"frames_indexed", s.frames_indexed}, {"frames_failed", s.frames_failed},
-          {"cameras", cameras}, {"sources", sources}, {"index", gallery::to_string(searcher_->index().kind())}};
+          {"cameras", cameras}, {"sources", sources}, {"index", gallery::to_string(searcher_->index().kind())},
+          {"index_recall_at_20", recall_at_20_}};
 }
 
 nlohmann::json SearchService::source_frames(int64_t source_id) {

@@ -37,7 +37,8 @@ class SearchService {
   SearchService(const std::string& gallery, gallery::IndexKind kind, std::string checkpoint, c10::Device device);
 
   nlohmann::json health();
-  /// Model, sources (with cameras and states), detections per camera.
+  /// Model, sources (with cameras and states), detections per camera, the index kind and
+  /// its recall@20 against an exact scan.
   nlohmann::json stats();
   /// Frames of a source that hold detections: [[frame, count], ...].
   nlohmann::json source_frames(int64_t source_id);
@@ -66,6 +67,7 @@ class SearchService {
   c10::Device device_;
   std::shared_mutex index_mutex_;
   std::unique_ptr<gallery::GallerySearcher> searcher_;
+  double recall_at_20_ = 1.0;  ///< of the approximate index when the server started
   std::mutex model_mutex_;
   std::unique_ptr<gallery::GalleryModel> model_;
 };
