@@ -1,0 +1,47 @@
+"""The benchmark harness runs (no timing is asserted): `psearch bench` prints its table and
+JSON rows for a two-stage, a one-stage and the separate model, and bench/bench_models.py
+puts torchvision's references next to them with a ratio per model."""
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+from test_train_cli import BINARY, REPO, assert_one_line_error, run
+
+
+def test_bench_models_prints_psearch_and_torchvision_side_by_side(tmp_path):
+    models = ["configs/nae_prw.yaml", "configs/pcnet_light_prw.yaml", "separate"]
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "bench_models.py"), "--tiny", "--models", *models],
+                         capture_output=True, text=True, timeout=900, cwd=REPO,
+                         env={**os.environ, "PSEARCH_BINARY": str(BINARY)})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| model | psearch ms/frame"))
+    rows = [line for line in lines[start + 2:] if line.startswith("| ")]
+    ratios = {}
+    for line in rows:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0].startswith("(reference)"):
+            assert float(cells[3].split()[0]) > 0
+            continue
+        ratios[cells[0].split()[0]] = float(cells[4])
+        assert float(cells[1]) > 0
+    assert set(ratios) == {"nae", "pcnet", "separate"}, out.stdout
+    assert all(math.isfinite(r) and r > 0 for r in ratios.values())
+
+
+def test_bench_writes_json_rows_for_each_batch(tmp_path):
+    rows_file = tmp_path / "rows.json"
+    out = run("bench", "separate", "--size", "120", "160", "--batch", "1,2", "--repeat", "1", "--warmup", "0",
+              "--json", str(rows_file), "--threads", "2")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(rows_file.read_text())
+    assert [r["batch"] for r in rows] == [1, 2]
+    assert all(r["ms_per_frame"] > 0 and r["peak_host_mb"] > 0 and r["height"] == 120 for r in rows)
+    assert re.search(r"\| separate \(separate\) \| 120x160 \| fp32 \| 2 \|", out.stdout), out.stdout
+
+
+def test_bench_names_an_unknown_model():
+    assert_one_line_error(run("bench", "configs/nonexistent.yaml", "--size", "64", "64"), "nonexistent")
