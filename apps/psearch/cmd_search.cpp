@@ -86,7 +86,8 @@ void run_search(SearchArgs args) {
   if (searcher.index().kind() == gallery::IndexKind::kApproximate)
     std::cerr << "approximate index over " << searcher.index().size() << " detections: recall@" << args.top_k << " "
               << std::setprecision(3) << searcher.index().recall_at_k(args.top_k) << " against the exact scan (100 "
-              << "stored embeddings as queries)\n";
+              << "stored embeddings as queries)"
+              << (searcher.from_cache() ? "; index read from " + args.gallery + ".ivf" : std::string()) << "\n";
   gallery::SearchRequest request;
   request.query = query.embedding;
   request.filter = args.filter;

@@ -15,6 +15,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include "psearch/gallery/gallery_store.h"
@@ -80,6 +81,36 @@ TEST(VectorIndex, IncrementalAddsEqualAFreshBuild) {
   for (size_t q = 0; q < a.size(); ++q)
     for (size_t j = 0; j < a[q].size(); ++j) EXPECT_EQ(a[q][j].id, b[q][j].id);
   EXPECT_THROW(grown.add(ids.narrow(0, 0, 1), x.narrow(0, 0, 1)), std::invalid_argument);  // ids must grow
+}
+
+TEST(VectorIndex, SavedIndexLoadsBackOnlyForItsTag) {
+  test::TempDir dir;
+  const std::string file = (dir.path() / "g.db.ivf").string();
+  const at::Tensor x = clustered(5000, 32, 6);
+  const at::Tensor ids = at::arange(1, 5001, at::kLong);
+  VectorIndex built(ids, x, IndexKind::kApproximate);
+  built.save(file, "gallery-a");
+  const auto loaded = VectorIndex::load(file, "gallery-a");
+  ASSERT_NE(loaded, nullptr);
+  EXPECT_EQ(loaded->size(), 5000);
+  EXPECT_EQ(loaded->last_id(), 5000);
+  const at::Tensor queries = clustered(6, 32, 7);
+  const auto a = built.search(queries, 10), b = loaded->search(queries, 10);
+  for (size_t q = 0; q < a.size(); ++q)
+    for (size_t j = 0; j < a[q].size(); ++j) {
+      EXPECT_EQ(a[q][j].id, b[q][j].id);
+      EXPECT_FLOAT_EQ(a[q][j].similarity, b[q][j].similarity);
+    }
+  EXPECT_NEAR(loaded->recall_at_k(10, 50), 1.0, 0.05);  // vectors read back from the lists
+  EXPECT_EQ(VectorIndex::load(file, "gallery-b"), nullptr);  // another gallery's file
+  EXPECT_EQ(VectorIndex::load((dir.path() / "missing.ivf").string(), "gallery-a"), nullptr);
+  std::string bytes;
+  {
+    std::ifstream in(file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  std::ofstream(file, std::ios::binary) << bytes.substr(0, bytes.size() / 2);  // truncated
+  EXPECT_EQ(VectorIndex::load(file, "gallery-a"), nullptr);
 }
 
 class GalleryStoreTest : public ::testing::Test {

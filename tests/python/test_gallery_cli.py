@@ -120,6 +120,7 @@ def test_approximate_index_recall_against_numpy(gallery):
     assert found / total >= 0.99, found / total  # a few dozen vectors: 2 cells, both probed
     out = run("search", "--gallery", str(gallery), "--id", str(ids[0]), "--top-k", "10", "--index", "approximate")
     assert "recall@10 1" in out.stderr, out.stderr  # the recall it reports, measured against the exact scan
+    assert "index read from" in out.stderr  # the index saved by the searches above (gallery.ivf)
 
 
 def test_query_box_in_a_frame_finds_its_own_detection(gallery, tmp_path):

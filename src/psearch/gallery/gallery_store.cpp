@@ -188,6 +188,7 @@ GalleryStore::GalleryStore(const std::string& path, Mode mode) : path_(path) {
       exec(kSchema);
       Statement put(db_, "INSERT INTO meta(key, value) VALUES('format', ?)", path_);
       put.bind(1, std::string(kFormat)).run();
+      exec("INSERT INTO meta(key, value) VALUES('gallery_id', lower(hex(randomblob(16))))");
       exec("COMMIT");
     }
     Statement format(db_, "SELECT value FROM meta WHERE key='format'", path_);
@@ -204,6 +205,11 @@ GalleryStore::GalleryStore(const std::string& path, Mode mode) : path_(path) {
 }
 
 GalleryStore::~GalleryStore() { sqlite3_close(db_); }
+
+std::string GalleryStore::gallery_id() const {
+  Statement s(db_, "SELECT value FROM meta WHERE key = 'gallery_id'", path_);
+  return s.step() ? s.text(0) : std::string();
+}
 
 void GalleryStore::exec(const std::string& sql) const {
   char* error = nullptr;
@@ -450,6 +456,12 @@ std::vector<DetectionRecord> GalleryStore::frame_detections(int64_t source_id, i
   std::vector<DetectionRecord> out;
   while (s.step()) out.push_back(read_detection(s));
   return out;
+}
+
+int64_t GalleryStore::max_id() const {
+  Statement s(db_, "SELECT coalesce(max(id), 0) FROM detections", path_);
+  s.step();
+  return s.integer(0);
 }
 
 GalleryStats GalleryStore::stats() const {

@@ -93,6 +93,9 @@ class GalleryStore {
   GalleryStore& operator=(const GalleryStore&) = delete;
 
   const std::string& path() const { return path_; }
+  /// A random id given to the gallery when it was created ("" for galleries made before
+  /// it existed): caches of the vector index name it, so they never serve another file.
+  std::string gallery_id() const;
 
   /// The model the gallery was built with (nullopt for a new, empty gallery).
   std::optional<ModelIdentity> model() const;
@@ -134,6 +137,8 @@ class GalleryStore {
   /// Every detection of one frame of one source.
   std::vector<DetectionRecord> frame_detections(int64_t source_id, int64_t frame) const;
   GalleryStats stats() const;
+  /// The largest detection id (0 when empty).
+  int64_t max_id() const;
 
  private:
   void exec(const std::string& sql) const;

@@ -10,13 +10,31 @@
 namespace psearch::gallery {
 
 GallerySearcher::GallerySearcher(const GalleryStore& store, IndexKind kind) : store_(store), kind_(kind) {
-  auto [ids, embeddings] = store_.embeddings();
-  const auto recorded = store_.model();
-  if (embeddings.size(1) == 0 && recorded) embeddings = embeddings.reshape({0, recorded->embedding_dim});
-  index_ = std::make_unique<VectorIndex>(ids, embeddings, kind_);
-  if (ids.numel() > 0) last_id_ = ids[-1].item<int64_t>();
-  if (index_->size() == 0)
-    throw std::runtime_error(store.path() + ": the gallery holds no detection; add video with psearch index first");
+  const std::string tag = store_.gallery_id();
+  const std::string cache = store_.path() + ".ivf";
+  // Only the approximate index is worth keeping: the exact one builds as fast as it loads.
+  const bool cached = kind == IndexKind::kApproximate && !tag.empty();
+  if (cached) index_ = VectorIndex::load(cache, tag);
+  // A file restored from an older copy of the gallery holds fewer rows: rebuild then.
+  if (index_ && (index_->kind() != kind || index_->last_id() > store_.max_id())) index_.reset();
+  if (index_) {
+    from_cache_ = true;
+    last_id_ = index_->last_id();
+    if (refresh() == 0) return;  // up to date; otherwise save what was added
+  } else {
+    auto [ids, embeddings] = store_.embeddings();
+    const auto recorded = store_.model();
+    if (embeddings.size(1) == 0 && recorded) embeddings = embeddings.reshape({0, recorded->embedding_dim});
+    index_ = std::make_unique<VectorIndex>(ids, embeddings, kind_);
+    if (ids.numel() > 0) last_id_ = ids[-1].item<int64_t>();
+    if (index_->size() == 0)
+      throw std::runtime_error(store.path() + ": the gallery holds no detection; add video with psearch index first");
+  }
+  if (!cached) return;
+  try {
+    index_->save(cache, tag);
+  } catch (const std::exception&) {  // a read-only folder: the index is rebuilt next time
+  }
 }
 
 int64_t GallerySearcher::refresh() {

@@ -33,9 +33,14 @@ struct SearchHit {
 
 class GallerySearcher {
  public:
-  /// Loads every embedding of `store` into a vector index of `kind`. Throws a one-line
-  /// error when the gallery holds no detection.
+  /// Loads every embedding of `store` into a vector index of `kind`. The approximate index
+  /// is kept next to the gallery (`<gallery>.ivf`) and reused while it belongs to this
+  /// gallery, topped up with what was added since. Throws a one-line error when the gallery
+  /// holds no detection.
   GallerySearcher(const GalleryStore& store, IndexKind kind);
+
+  /// Whether the index came from the saved file (approximate only).
+  bool from_cache() const { return from_cache_; }
 
   /// Adds the detections stored since the index was built or last refreshed (an indexer
   /// running next to a server). Returns how many were added. Not thread-safe with search():
@@ -53,6 +58,7 @@ class GallerySearcher {
   const GalleryStore& store_;
   IndexKind kind_;
   int64_t last_id_ = 0;  ///< largest detection id in the index
+  bool from_cache_ = false;
   std::unique_ptr<VectorIndex> index_;
 };
 

@@ -5,11 +5,19 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/impl/IDSelector.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <set>
+#include <sstream>
 #include <stdexcept>
+
+#include "psearch/util/atomic_file.h"
 
 namespace psearch::gallery {
 namespace {
@@ -115,6 +123,53 @@ std::vector<std::vector<Neighbour>> VectorIndex::search(const at::Tensor& querie
     }
   }
   return out;
+}
+
+namespace {
+constexpr const char* kIndexFileMagic = "psearch-vector-index/1";
+}
+
+void VectorIndex::save(const std::string& path, const std::string& tag) const {
+  faiss::VectorIOWriter writer;
+  faiss::write_index(index_.get(), &writer);
+  std::ostringstream header;
+  header << kIndexFileMagic << "\n" << tag << "\n" << to_string(kind_) << " " << nprobe_ << " " << dim_ << " "
+         << ids_.size() << "\n";
+  std::string bytes = header.str();
+  bytes.append(reinterpret_cast<const char*>(ids_.data()), ids_.size() * sizeof(int64_t));
+  bytes.append(reinterpret_cast<const char*>(writer.data.data()), writer.data.size());
+  util::write_bytes_atomically(path, bytes);
+}
+
+std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& path, const std::string& tag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return nullptr;
+  std::string magic, file_tag, kind;
+  size_t nprobe = 0, count = 0;
+  int64_t dim = 0;
+  if (!std::getline(in, magic) || magic != kIndexFileMagic || !std::getline(in, file_tag) || file_tag != tag)
+    return nullptr;
+  if (!(in >> kind >> nprobe >> dim >> count) || in.get() != '\n') return nullptr;
+  auto index = std::unique_ptr<VectorIndex>(new VectorIndex());
+  try {
+    index->kind_ = index_kind_from_string(kind);
+    index->ids_.resize(count);
+    if (!in.read(reinterpret_cast<char*>(index->ids_.data()), static_cast<std::streamsize>(count * sizeof(int64_t))))
+      return nullptr;
+    faiss::VectorIOReader reader;
+    reader.data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    index->index_.reset(faiss::read_index(&reader));
+    if (index->index_->ntotal != static_cast<faiss::Index::idx_t>(count) || index->index_->d != dim) return nullptr;
+    index->dim_ = dim;
+    index->nprobe_ = nprobe;
+    // The vectors, for recall measurements (an IVF list holds them; the direct map finds them).
+    index->embeddings_.resize(count * static_cast<size_t>(dim));
+    if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(index->index_.get())) ivf->make_direct_map();
+    if (count > 0) index->index_->reconstruct_n(0, static_cast<faiss::Index::idx_t>(count), index->embeddings_.data());
+  } catch (const std::exception&) {  // faiss::FaissException for a damaged file: rebuild
+    return nullptr;
+  }
+  return index;
 }
 
 double VectorIndex::recall_at_k(int64_t k, int64_t samples) const {

@@ -58,18 +58,30 @@ class VectorIndex {
   std::vector<std::vector<Neighbour>> search(const at::Tensor& queries, int64_t k,
                                              const std::optional<std::vector<int64_t>>& allowed = std::nullopt) const;
 
+  /// Largest id held (0 when empty).
+  int64_t last_id() const { return ids_.empty() ? 0 : ids_.back(); }
+
+  /// Writes the index to `path` atomically: a header with `tag` (what it was built from,
+  /// e.g. the gallery's id) and the ids, then FAISS's own serialisation.
+  void save(const std::string& path, const std::string& tag) const;
+  /// The index saved at `path` with this `tag`, or nullptr when there is none, it was
+  /// built from something else, or the file is damaged (the caller rebuilds).
+  static std::unique_ptr<VectorIndex> load(const std::string& path, const std::string& tag);
+
   /// Mean recall@k of this (approximate) index against an exact scan, using `samples`
   /// stored embeddings as queries (1.0 for the exact index).
   double recall_at_k(int64_t k, int64_t samples = 100) const;
 
  private:
+  VectorIndex() = default;
+
   std::unique_ptr<faiss::Index> quantizer_;  // IVF's coarse quantizer (approximate only)
   std::unique_ptr<faiss::Index> index_;
   size_t nprobe_ = 1;
   std::vector<int64_t> ids_;
   std::vector<float> embeddings_;  // row-major [size, dim], kept for recall measurements
   int64_t dim_ = 0;
-  IndexKind kind_;
+  IndexKind kind_ = IndexKind::kExact;
 };
 
 }  // namespace psearch::gallery
