@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace psearch::cli {
@@ -25,6 +26,14 @@ CLI::Option* add_threads_option(CLI::App* cmd, int& threads, const std::string& 
 
 void apply_threads(int threads) {
   if (threads > 0) at::set_num_threads(threads);
+}
+
+Percentiles percentiles(std::vector<double> samples) {
+  std::sort(samples.begin(), samples.end());
+  auto at = [&](double q) {
+    return samples[std::min(samples.size() - 1, static_cast<size_t>(q * static_cast<double>(samples.size() - 1) + 0.5))];
+  };
+  return {at(0.5), at(0.1), at(0.9)};
 }
 
 double median_ms(const std::function<void()>& fn, int repeat, int warmup, const c10::Device& device) {

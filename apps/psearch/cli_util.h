@@ -26,6 +26,12 @@ CLI::Option* add_threads_option(CLI::App* cmd, int& threads, const std::string& 
 /// Applies a --threads value to LibTorch's intra-op pool (0 leaves the default).
 void apply_threads(int threads);
 
+/// Median, 10th and 90th percentile (nearest rank) of `samples`, which must not be empty.
+struct Percentiles {
+  double median = 0, p10 = 0, p90 = 0;
+};
+Percentiles percentiles(std::vector<double> samples);
+
 /// Runs `fn` `warmup` times untimed, then `repeat` times; returns the median in ms.
 /// Waits for the device after each run so GPU work is counted.
 double median_ms(const std::function<void()>& fn, int repeat, int warmup, const c10::Device& device);

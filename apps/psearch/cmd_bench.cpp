@@ -138,11 +138,10 @@ Row time_model(const std::string& spec, modeling::SearchModel& model, const at::
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / batch);
     for (const auto& d : detections) found += d.boxes.size(0);
   }
-  std::sort(ms.begin(), ms.end());
-  auto at = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<size_t>(q * (ms.size() - 1) + 0.5))]; };
-  row.median = at(0.5);
-  row.p10 = at(0.1);
-  row.p90 = at(0.9);
+  const Percentiles p = percentiles(ms);
+  row.median = p.median;
+  row.p10 = p.p10;
+  row.p90 = p.p90;
   row.detections = static_cast<double>(found) / (static_cast<double>(ms.size()) * batch);
   row.host_mb = peak_host_mb();
   row.gpu_mb = peak_gpu_mb(device, false);

@@ -47,13 +47,6 @@ struct BenchArgs {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-/// Median, 10th and 90th percentile of `ms`.
-std::array<double, 3> percentiles(std::vector<double> ms) {
-  std::sort(ms.begin(), ms.end());
-  auto at = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<size_t>(q * (ms.size() - 1) + 0.5))]; };
-  return {at(0.5), at(0.1), at(0.9)};
-}
-
 /// n unit vectors of n / 200 people (200 sightings each), and queries of the same people.
 std::pair<at::Tensor, at::Tensor> clustered(int64_t n, int64_t dim, int64_t queries) {
   const int64_t identities = std::max<int64_t>(n / 200, 1);
@@ -124,11 +117,11 @@ void bench_search(const BenchArgs& args) {
         }
         recall = found / total;
       }
-      const auto [median, p10, p90] = percentiles(single);
+      const auto [median, p10, p90] = percentiles(single);  // cli_util.h
       const double bound = static_cast<double>(n * args.dim * 4) / (bandwidth * 1e9) * 1e3;
       std::cout << std::setprecision(2) << "| " << n << " | " << gallery::to_string(kind) << " | " << build << " | "
                 << median << " (" << p10 << "-" << p90 << ") | "
-                << (batched.empty() ? 0.0 : percentiles(batched)[0]) << " | " << std::setprecision(3) << recall
+                << (batched.empty() ? 0.0 : percentiles(batched).median) << " | " << std::setprecision(3) << recall
                 << " | " << std::setprecision(2)
                 << (kind == gallery::IndexKind::kExact ? std::to_string(bound).substr(0, 5) : std::string("-")) << " |"
                 << std::endl;

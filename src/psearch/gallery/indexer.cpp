@@ -1,7 +1,6 @@
 #include "psearch/gallery/indexer.h"
 
 #include <ATen/TensorOperators.h>
-#include <ATen/ops/where.h>
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
