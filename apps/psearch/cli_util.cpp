@@ -36,17 +36,18 @@ Percentiles percentiles(std::vector<double> samples) {
   return {at(0.5), at(0.1), at(0.9)};
 }
 
+void synchronize(const c10::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? 0 : device.index());
+}
+
 double median_ms(const std::function<void()>& fn, int repeat, int warmup, const c10::Device& device) {
-  auto sync = [&] {
-    if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? 0 : device.index());
-  };
   for (int i = 0; i < warmup; ++i) fn();
-  sync();
+  synchronize(device);
   std::vector<double> times;
   for (int i = 0; i < std::max(repeat, 1); ++i) {
     const auto start = std::chrono::steady_clock::now();
     fn();
-    sync();
+    synchronize(device);
     times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
   std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());

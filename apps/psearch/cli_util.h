@@ -32,6 +32,9 @@ struct Percentiles {
 };
 Percentiles percentiles(std::vector<double> samples);
 
+/// Waits until `device` has finished its queued work (no-op on the CPU), so timings count it.
+void synchronize(const c10::Device& device);
+
 /// Runs `fn` `warmup` times untimed, then `repeat` times; returns the median in ms.
 /// Waits for the device after each run so GPU work is counted.
 double median_ms(const std::function<void()>& fn, int repeat, int warmup, const c10::Device& device);

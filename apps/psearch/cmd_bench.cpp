@@ -32,7 +32,6 @@
 
 #ifdef PSEARCH_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
-#include <torch/cuda.h>
 #endif
 
 namespace psearch::cli {
@@ -103,13 +102,6 @@ double peak_gpu_mb(const c10::Device& device, bool reset) {
   (void)device;
   (void)reset;
   return -1.0;
-}
-
-void synchronize(const c10::Device& device) {
-#ifdef PSEARCH_WITH_CUDA
-  if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? 0 : device.index());
-#endif
-  (void)device;
 }
 
 struct Row {

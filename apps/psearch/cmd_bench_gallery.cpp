@@ -103,20 +103,9 @@ void bench_search(const BenchArgs& args) {
         index->search(queries.narrow(0, q, args.batch), args.top_k);
         batched.push_back(seconds_since(t) * 1e3 / args.batch);
       }
-      double recall = 1.0;
-      if (kind == gallery::IndexKind::kApproximate) {
-        const auto want = exact->search(queries, args.top_k);
-        const auto got = index->search(queries, args.top_k);
-        double found = 0, total = 0;
-        for (int64_t q = 0; q < args.queries; ++q) {
-          std::vector<int64_t> truth;
-          for (const auto& w : want[q]) truth.push_back(w.id);
-          std::sort(truth.begin(), truth.end());
-          for (const auto& g : got[q]) found += std::binary_search(truth.begin(), truth.end(), g.id);
-          total += static_cast<double>(truth.size());
-        }
-        recall = found / total;
-      }
+      const double recall = kind == gallery::IndexKind::kExact
+                                ? 1.0
+                                : gallery::recall(index->search(queries, args.top_k), exact->search(queries, args.top_k));
       const auto [median, p10, p90] = percentiles(single);  // cli_util.h
       const double bound = static_cast<double>(n * args.dim * 4) / (bandwidth * 1e9) * 1e3;
       std::cout << std::setprecision(2) << "| " << n << " | " << gallery::to_string(kind) << " | " << build << " | "

@@ -45,10 +45,7 @@ bool is_image_file(const std::string& path) {
 
 /// [3, H, W] RGB in [0, 1] with its boxes drawn -> PNG bytes.
 std::vector<uchar> draw_png(const at::Tensor& rgb, const modeling::Detections& d, const std::string& path) {
-  const at::Tensor hwc = rgb.mul(255.0).round().clamp(0, 255).to(at::kByte).permute({1, 2, 0}).contiguous();
-  cv::Mat img(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3, hwc.data_ptr());
-  cv::Mat canvas;
-  cv::cvtColor(img, canvas, cv::COLOR_RGB2BGR);
+  cv::Mat canvas = data::bgr_image(rgb);
   const auto boxes = d.boxes.accessor<float, 2>();
   const auto scores = d.scores.accessor<float, 1>();
   for (int64_t i = 0; i < d.boxes.size(0); ++i) {

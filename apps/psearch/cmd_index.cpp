@@ -5,7 +5,6 @@
 // the gallery without redoing the old ones (docs/search.md).
 #include <c10/core/GradMode.h>
 
-#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <memory>
@@ -44,8 +43,7 @@ void run_index(const IndexArgs& args) {
   c10::NoGradGuard no_grad;
   std::vector<gallery::SourceSpec> sources;
   for (const auto& text : args.sources) sources.push_back(gallery::parse_source_spec(text));
-  for (const auto& s : sources)
-    if (!std::filesystem::exists(s.path)) throw std::runtime_error(s.path + ": no such file or folder");
+  gallery::require_sources(sources);  // before the model loads and the gallery file is created
   gallery::GalleryModel model = gallery::load_gallery_model(args.checkpoint, args.model, args.overrides,
                                                             parse_device(args.device));
   gallery::GalleryStore store(args.gallery, gallery::GalleryStore::Mode::kCreateOrWrite);

@@ -28,15 +28,6 @@ struct PointsArgs {
   int max_detections = 20;
 };
 
-/// [3, H, W] RGB in [0, 1] -> 8-bit BGR.
-cv::Mat to_bgr(const at::Tensor& rgb) {
-  const at::Tensor hwc = (rgb.clamp(0, 1) * 255).round().to(at::kByte).permute({1, 2, 0}).contiguous();
-  cv::Mat img(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3, hwc.data_ptr());
-  cv::Mat bgr;
-  cv::cvtColor(img, bgr, cv::COLOR_RGB2BGR);
-  return bgr;
-}
-
 void run_points(const PointsArgs& args) {
   engine::TrainedModel trained = engine::load_trained_model(args.checkpoint, parse_device(args.device));
   auto pcnet = std::dynamic_pointer_cast<modeling::PCNetModelImpl>(trained.model);
@@ -48,7 +39,7 @@ void run_points(const PointsArgs& args) {
   const modeling::CppPoints p = pcnet->sampling_points(image.to(pcnet->parameters().front().device()));
   const at::Tensor boxes = p.boxes.cpu(), scores = p.scores.cpu(), points = p.points.cpu();
 
-  cv::Mat canvas = to_bgr(image);
+  cv::Mat canvas = data::bgr_image(image);
   const cv::Scalar row_colours[3] = {{40, 40, 230}, {40, 200, 40}, {230, 90, 30}};
   int drawn = 0;
   for (int64_t i = 0; i < boxes.size(0) && drawn < args.max_detections; ++i) {

@@ -86,7 +86,10 @@ at::Tensor to_chw_float(unsigned char* pixels, int height, int width) {
 
 at::Tensor read_image(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) throw std::runtime_error(path + ": image file not found");
-  std::vector<unsigned char> bytes = read_bytes(path);
+  return decode_image(read_bytes(path), path);
+}
+
+at::Tensor decode_image(const std::vector<unsigned char>& bytes, const std::string& path) {
   if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
     std::vector<unsigned char> rgb;
     int width = 0, height = 0;
@@ -99,6 +102,14 @@ at::Tensor read_image(const std::string& path) {
   cv::Mat rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   return to_chw_float(rgb.data, rgb.rows, rgb.cols);
+}
+
+cv::Mat bgr_image(const at::Tensor& rgb) {
+  const at::Tensor hwc = (rgb.clamp(0, 1) * 255).round().to(at::kByte).permute({1, 2, 0}).contiguous();
+  const cv::Mat view(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3, hwc.data_ptr());
+  cv::Mat bgr;  // cvtColor copies out of `hwc`
+  cv::cvtColor(view, bgr, cv::COLOR_RGB2BGR);
+  return bgr;
 }
 
 at::Tensor normalize_imagenet(const at::Tensor& rgb) {

@@ -406,16 +406,6 @@ std::pair<at::Tensor, at::Tensor> GalleryStore::embeddings(int64_t after_id) con
   }
 }
 
-at::Tensor GalleryStore::embedding(int64_t id) const {
-  Statement s(db_, "SELECT embedding FROM detections WHERE id = ?", path_);
-  s.bind(1, id);
-  if (!s.step()) fail("no detection with id " + std::to_string(id));
-  const int64_t dim = s.bytes(0) / static_cast<int64_t>(sizeof(float));
-  at::Tensor out = at::empty({dim}, at::kFloat);
-  std::memcpy(out.data_ptr<float>(), s.blob(0), dim * sizeof(float));
-  return out;
-}
-
 at::Tensor GalleryStore::embeddings_of(const std::vector<int64_t>& ids) const {
   const auto recorded = model();
   const int64_t dim = recorded ? recorded->embedding_dim : 0;

@@ -128,9 +128,7 @@ class GalleryStore {
   /// embeddings [N, D] float32. Ids only grow, so after_id = the largest id seen gives
   /// what was added since.
   std::pair<at::Tensor, at::Tensor> embeddings(int64_t after_id = 0) const;
-  /// The embedding of one detection [D]; throws when there is no such id.
-  at::Tensor embedding(int64_t id) const;
-  /// Embeddings of the given detections, in order: [N, D].
+  /// Embeddings of the given detections, in order: [N, D]; throws on an unknown id.
   at::Tensor embeddings_of(const std::vector<int64_t>& ids) const;
   /// Records of the given ids, in the given order; throws on an unknown id.
   std::vector<DetectionRecord> detections(const std::vector<int64_t>& ids) const;

@@ -192,8 +192,7 @@ class Indexer {
 
   std::vector<PlannedSource> plan(const std::vector<SourceSpec>& specs) {
     std::vector<PlannedSource> plans;
-    for (const SourceSpec& spec : specs)  // every path is checked before any work starts
-      if (!fs::exists(spec.path)) throw std::runtime_error(spec.path + ": no such file or folder");
+    require_sources(specs);
     for (const SourceSpec& spec : specs) {
       const std::string path = fs::absolute(spec.path).lexically_normal().string();
       std::optional<SourceRecord> record = store_.find_source(path);
@@ -319,6 +318,11 @@ class Indexer {
 };
 
 }  // namespace
+
+void require_sources(const std::vector<SourceSpec>& sources) {
+  for (const SourceSpec& spec : sources)
+    if (!fs::exists(spec.path)) throw std::runtime_error(spec.path + ": no such file or folder");
+}
 
 SourceSpec parse_source_spec(const std::string& text) {
   const size_t eq = text.find('=');

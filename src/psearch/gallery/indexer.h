@@ -25,6 +25,10 @@ struct SourceSpec {
 /// "CAMERA=PATH" or "PATH" (a path that itself contains '=' needs the CAMERA= prefix).
 SourceSpec parse_source_spec(const std::string& text);
 
+/// Throws "<path>: no such file or folder" for the first source that does not exist:
+/// checked before any work starts (index_sources does it too).
+void require_sources(const std::vector<SourceSpec>& sources);
+
 struct IndexOptions {
   int64_t every = 1;         ///< index every N-th frame
   double target_fps = 0.0;   ///< > 0: stride = round(video fps / target_fps) instead of `every`

@@ -83,7 +83,7 @@ Query query_from_image(const std::string& image_path, const std::vector<double>&
 
 Query query_from_detection(const GalleryStore& store, int64_t id, bool with_context) {
   Query q;
-  q.embedding = store.embedding(id);
+  q.embedding = store.embeddings_of({id})[0];
   const DetectionRecord d = store.detections({id}).at(0);
   std::copy(d.box, d.box + 4, q.box);
   const auto frames = read_frames({d});

@@ -21,14 +21,6 @@ namespace psearch::gallery {
 namespace fs = std::filesystem;
 namespace {
 
-cv::Mat to_bgr(const at::Tensor& rgb) {
-  const at::Tensor hwc = rgb.mul(255.0).round().clamp(0, 255).to(at::kByte).permute({1, 2, 0}).contiguous();
-  cv::Mat view(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3, hwc.data_ptr());
-  cv::Mat bgr;
-  cv::cvtColor(view, bgr, cv::COLOR_RGB2BGR);
-  return bgr;
-}
-
 std::vector<unsigned char> encode_jpeg(const cv::Mat& bgr) {
   std::vector<unsigned char> out;
   if (!cv::imencode(".jpg", bgr, out, {cv::IMWRITE_JPEG_QUALITY, 90}))
@@ -115,7 +107,7 @@ std::map<std::pair<int64_t, int64_t>, at::Tensor> read_frames(const std::vector<
 }
 
 std::vector<unsigned char> crop_jpeg(const at::Tensor& image, const float box[4], int height) {
-  cv::Mat bgr = to_bgr(image);
+  cv::Mat bgr = data::bgr_image(image);
   const float w = box[2] - box[0], h = box[3] - box[1];
   // Some context around the person: a quarter of the box on each side.
   const int x1 = std::clamp(static_cast<int>(box[0] - 0.25f * w), 0, bgr.cols - 1);
@@ -132,7 +124,7 @@ std::vector<unsigned char> crop_jpeg(const at::Tensor& image, const float box[4]
 }
 
 std::vector<unsigned char> frame_jpeg(const at::Tensor& image, const float* box) {
-  cv::Mat bgr = to_bgr(image);
+  cv::Mat bgr = data::bgr_image(image);
   if (box) draw_box(bgr, box, 3);
   return encode_jpeg(bgr);
 }

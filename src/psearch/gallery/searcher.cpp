@@ -1,5 +1,7 @@
 #include "psearch/gallery/searcher.h"
 
+#include <ATen/ops/matmul.h>
+
 #include <algorithm>
 #include <map>
 #include <set>
@@ -81,9 +83,8 @@ std::vector<SearchHit> GallerySearcher::search(const SearchRequest& request) con
 void GallerySearcher::rescore_with_context(const SearchRequest& request, const std::vector<int64_t>& ranked,
                                            std::map<int64_t, float>& similarity,
                                            std::map<int64_t, DetectionRecord>& records) const {
-  const at::Tensor context = request.context.to(at::kFloat).contiguous();
-  const int64_t rows = std::min<int64_t>(request.cbgm_k2, context.size(0));
-  const int64_t dim = context.size(1);
+  const int64_t rows = std::min<int64_t>(request.cbgm_k2, request.context.size(0));
+  const at::Tensor context = request.context.narrow(0, 0, rows).to(at::kFloat);
   std::set<std::pair<int64_t, int64_t>> frames;  // (source, frame) of the k1 best, in rank order
   std::vector<std::pair<int64_t, int64_t>> order;
   for (size_t i = 0; i < ranked.size() && static_cast<int64_t>(i) < request.cbgm_k1; ++i) {
@@ -98,18 +99,10 @@ void GallerySearcher::rescore_with_context(const SearchRequest& request, const s
     if (people.empty()) continue;
     std::vector<int64_t> ids;
     for (const auto& p : people) ids.push_back(p.id);
-    const at::Tensor features = store_.embeddings_of(ids);
     const int64_t cols = static_cast<int64_t>(ids.size());
-    std::vector<float> weight(rows * cols);
-    const float* c = context.data_ptr<float>();
-    const float* g = features.data_ptr<float>();
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j) {
-        double s = 0;
-        for (int64_t d = 0; d < dim; ++d) s += static_cast<double>(c[i * dim + d]) * g[j * dim + d];
-        weight[i * cols + j] = static_cast<float>(s);
-      }
-    const evaluation::CbgmMatch match = evaluation::cbgm_match(weight, rows, cols);
+    const at::Tensor weight = at::matmul(context, store_.embeddings_of(ids).t()).contiguous();  // [rows, cols]
+    const float* w = weight.data_ptr<float>();
+    const evaluation::CbgmMatch match = evaluation::cbgm_match(std::vector<float>(w, w + rows * cols), rows, cols);
     if (match.column < 0) continue;
     const DetectionRecord& partner = people[match.column];
     similarity[partner.id] = match.similarity;  // may bring in a detection outside the k best

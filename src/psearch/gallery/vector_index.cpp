@@ -178,20 +178,27 @@ double VectorIndex::recall_at_k(int64_t k, int64_t samples) const {
   const at::Tensor all = at::from_blob(const_cast<float*>(embeddings_.data()), {size(), dim_}, at::kFloat);
   const at::Tensor rows = at::randperm(size(), at::kLong).narrow(0, 0, samples);
   const at::Tensor queries = all.index_select(0, rows).contiguous();
-  const auto approximate = search(queries, k);
   faiss::IndexFlatIP exact(dim_);
   exact.add(size(), embeddings_.data());
   const int64_t kk = std::min(k, size());
   std::vector<float> distances(samples * kk);
   std::vector<faiss::Index::idx_t> labels(samples * kk);
   exact.search(samples, queries.data_ptr<float>(), kk, distances.data(), labels.data());
-  double found = 0;
-  for (int64_t i = 0; i < samples; ++i) {
-    std::set<int64_t> truth;
-    for (int64_t j = 0; j < kk; ++j) truth.insert(ids_[labels[i * kk + j]]);
-    for (const auto& n : approximate[i]) found += truth.count(n.id);
+  std::vector<std::vector<Neighbour>> truth(samples);
+  for (int64_t i = 0; i < samples; ++i)
+    for (int64_t j = 0; j < kk; ++j) truth[i].push_back({ids_[labels[i * kk + j]], distances[i * kk + j]});
+  return recall(search(queries, k), truth);
+}
+
+double recall(const std::vector<std::vector<Neighbour>>& found, const std::vector<std::vector<Neighbour>>& truth) {
+  double hits = 0, total = 0;
+  for (size_t q = 0; q < truth.size(); ++q) {
+    std::set<int64_t> wanted;
+    for (const auto& n : truth[q]) wanted.insert(n.id);
+    for (const auto& n : found[q]) hits += static_cast<double>(wanted.count(n.id));
+    total += static_cast<double>(wanted.size());
   }
-  return found / static_cast<double>(samples * kk);
+  return total > 0 ? hits / total : 1.0;
 }
 
 }  // namespace psearch::gallery

@@ -37,6 +37,10 @@ struct Neighbour {
   float similarity = 0;  ///< inner product with the query
 };
 
+/// Mean recall of `found` against `truth` (one neighbour list per query, same order): the
+/// share of each true list that was found.
+double recall(const std::vector<std::vector<Neighbour>>& found, const std::vector<std::vector<Neighbour>>& truth);
+
 class VectorIndex {
  public:
   /// Builds the index over ids [N] int64 (ascending) and embeddings [N, D] float32.

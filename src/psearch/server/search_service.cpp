@@ -3,14 +3,12 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/GradMode.h>
 #include <openssl/evp.h>
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 
-#include "psearch/data/video.h"
+#include "psearch/data/image_io.h"
 #include "psearch/gallery/indexer.h"
 #include "psearch/gallery/report.h"
 
@@ -33,15 +31,13 @@ std::string decode_base64(std::string text) {
   return out;
 }
 
-at::Tensor decode_image(const std::string& bytes) {
-  const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data()));
-  cv::Mat bgr;
+/// An upload, decoded as image files are (a damaged JPEG is refused, not half decoded).
+at::Tensor decode_upload(const std::string& bytes) {
   try {
-    bgr = cv::imdecode(buffer, cv::IMREAD_COLOR);
-  } catch (const cv::Exception&) {
+    return data::decode_image(std::vector<unsigned char>(bytes.begin(), bytes.end()), "upload");
+  } catch (const std::exception& e) {
+    throw BadRequest(std::string("image: not an image that can be decoded (JPEG, PNG, BMP, ...): ") + e.what());
   }
-  if (bgr.empty()) throw BadRequest("image: not an image that can be decoded (JPEG, PNG, BMP, ...)");
-  return data::rgb_tensor_from_bgr(bgr.data, bgr.rows, bgr.cols);
 }
 
 std::vector<double> read_box(const nlohmann::json& request) {
@@ -157,7 +153,7 @@ gallery::Query SearchService::make_query(const nlohmann::json& request) {
   at::Tensor image;
   std::string description;
   if (request.contains("image")) {
-    image = decode_image(decode_base64(request.at("image").get<std::string>()));
+    image = decode_upload(decode_base64(request.at("image").get<std::string>()));
     description = "uploaded image";
   } else if (request.contains("source") && request.contains("frame")) {
     const int64_t source = request.at("source").get<int64_t>(), frame = request.at("frame").get<int64_t>();
