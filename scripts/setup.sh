@@ -11,6 +11,7 @@ APT_PACKAGES=(build-essential cmake ninja-build ccache python3-venv
   libgtest-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev pkg-config
   libmatio-dev zlib1g-dev libjpeg62-turbo-dev libopencv-imgcodecs-dev libopencv-imgproc-dev libopencv-videoio-dev libdlib-dev
   libsqlite3-dev libssl-dev libfaiss-dev libcpp-httplib-dev  # the gallery: records, hashes, vectors, HTTP
+  libgloo-dev  # headers for LibTorch's c10d Gloo process groups (data-parallel training)
   chromium chromium-driver  # the web page's browser test (tests/python/test_serve.py)
   opencv-doc)  # opencv-doc: /usr/share/doc/opencv-doc/examples/data/vtest.avi, the SSD fixtures' video
 PIP_PACKAGES=("torch==${PSEARCH_TORCH_VERSION}" "torchvision==${PSEARCH_TORCHVISION_VERSION}"

@@ -1,8 +1,11 @@
 // `psearch train`: trains any registered model type (psearch models) as a YAML config says
 // (docs/training.md).
 //   psearch train --config configs/nae_prw.yaml [KEY=VALUE ...] --out out/nae_prw [--resume]
+// Data-parallel (docs/distributed.md): `--nproc N` on one machine, or any launcher that sets
+// torchrun's RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT.
 #include <ATen/Parallel.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -10,6 +13,9 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "psearch/config/config.h"
+#include "psearch/distributed/environment.h"
+#include "psearch/distributed/local_launcher.h"
+#include "psearch/distributed/process_group.h"
 #include "psearch/engine/trainer.h"
 
 namespace psearch::cli {
@@ -25,20 +31,44 @@ struct TrainArgs {
   int64_t stop_after = -1;
   int threads = 0;
   bool quiet = false;
+  int nproc = 1;
+  int dist_timeout = 1800;
+  bool rank_checkpoints = false;
 };
 
+/// cuda -> cuda:LOCAL_RANK in a job, so each process of a machine takes its own GPU.
+c10::Device job_device(c10::Device device, const distributed::Environment& env) {
+  if (device.is_cuda() && !device.has_index() && env.distributed())
+    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+  return device;
+}
+
 void run_train(const TrainArgs& args) {
+  if (args.nproc > 1) {
+    if (distributed::environment_from_variables().distributed())
+      throw std::runtime_error("--nproc starts a job itself; it cannot be used inside one (WORLD_SIZE is set)");
+    const int status = distributed::run_local_job(args.nproc, distributed::own_arguments_without("--nproc"));
+    if (status != 0) std::exit(status);
+    return;
+  }
   apply_threads(args.threads);
   const config::Config config = config::load_config(args.config, args.overrides);
+  const distributed::Environment env = distributed::environment_from_variables();
+  std::unique_ptr<distributed::ProcessGroup> job;
+  const c10::Device device = job_device(parse_device(args.device), env);
+  if (env.distributed()) job = std::make_unique<distributed::ProcessGroup>(env, device, std::chrono::seconds(args.dist_timeout));
   engine::TrainOptions options;
+  options.job = job.get();
+  options.rank_checkpoints = args.rank_checkpoints;
   options.out_dir = args.out;
   options.resume = args.resume;
   options.overwrite = args.overwrite;
-  options.device = parse_device(args.device);
+  options.device = device;
   options.stop_after = args.stop_after;
   options.verbose = !args.quiet;
   const engine::TrainResult r = engine::train_model(config, options);
-  std::cout << (r.interrupted ? "interrupted" : "stopped") << " at iteration " << r.iterations << " of "
+  if (env.rank == 0)
+    std::cout << (r.interrupted ? "interrupted" : "stopped") << " at iteration " << r.iterations << " of "
             << r.total_iterations << " after " << r.seconds << " s; checkpoint " << r.checkpoint << "\n";
   if (r.interrupted) std::exit(130);  // the shell's convention for Ctrl-C
 }
@@ -58,6 +88,15 @@ void add_train_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{0}, int64_t{1000000000}));
   add_threads_option(cmd, args->threads);
   cmd->add_flag("--quiet", args->quiet, "No log lines on stdout (log.jsonl is still written)");
+  cmd->add_option("--nproc", args->nproc,
+                  "Data-parallel training with this many processes on this machine (train.batch_size is the "
+                  "global batch); see docs/distributed.md")
+      ->check(CLI::Range(1, 256))->capture_default_str();
+  cmd->add_option("--dist-timeout", args->dist_timeout,
+                  "Seconds a rank waits for the others (rendezvous and each collective) before it fails")
+      ->check(CLI::Range(1, 86400))->capture_default_str();
+  cmd->add_flag("--rank-checkpoints", args->rank_checkpoints,
+                "In a job, every rank also writes <out>/rank<r>/last.pt (to check that the ranks agree)");
   cmd->callback([args] { run_train(*args); });
 }
 

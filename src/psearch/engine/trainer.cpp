@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
+#include <ATen/ops/rand.h>
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
 #include <torch/nn/utils/clip_grad.h>
@@ -18,6 +19,7 @@
 #include <iostream>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -26,6 +28,7 @@
 #include "psearch/data/cuhk_sysu.h"
 #include "psearch/data/image_io.h"
 #include "psearch/data/prw.h"
+#include "psearch/distributed/process_group.h"
 #include "psearch/engine/training_checkpoint.h"
 #include "psearch/checkpoint/state_dict.h"
 #include "psearch/engine/model_builder.h"
@@ -115,19 +118,34 @@ struct Batch {
   std::vector<ms::TrainingTarget> targets;
 };
 
-/// The images of iteration `iteration` (positions in `order`, its epoch's image order),
-/// decoded, flipped (one draw per image from a generator seeded by (seed, iteration)) and
-/// moved to `device`.
+/// Which images of the job's global batch this process trains on.
+struct Shard {
+  int rank = 0, world_size = 1;
+};
+
+/// This rank's images of iteration `iteration` (positions in `order`, its epoch's image
+/// order), decoded, flipped and moved to `device`. The global batch is split into
+/// contiguous equal shares in rank order, so the ranks together see the batch one process
+/// would. Flips are one draw per global position from a generator seeded by (seed,
+/// iteration), drawn for every position on every rank, so a job flips the same images as
+/// one process. In a job the last, short batch of an epoch is filled from the epoch's
+/// first images (as torch's DistributedSampler pads), since every rank needs images.
 Batch load_batch(const data::TrainSplit& split, const std::vector<int64_t>& order, const Schedule& schedule,
-                 const config::TrainConfig& t, int64_t iteration, c10::Device device) {
+                 const config::TrainConfig& t, int64_t iteration, c10::Device device, Shard shard) {
   const int64_t n = static_cast<int64_t>(order.size());
   const int64_t begin = (iteration % schedule.per_epoch) * t.batch_size;
-  const int64_t end = std::min(n, begin + t.batch_size);
+  const int64_t end = shard.world_size == 1 ? std::min(n, begin + t.batch_size) : begin + t.batch_size;
+  const int64_t share = t.batch_size / shard.world_size;
+  const int64_t mine_begin = begin + shard.rank * share, mine_end = mine_begin + share;
   at::Generator flips = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(t.seed) * 1000003ULL +
                                                                  static_cast<uint64_t>(iteration));
   Batch batch;
   for (int64_t k = begin; k < end; ++k) {
-    const data::ImageRecord& record = split.images[order[k]];
+    if (shard.world_size > 1 && (k < mine_begin || k >= mine_end)) {
+      if (t.flip) at::rand({1}, flips, at::TensorOptions().dtype(at::kDouble));  // another rank's draw
+      continue;
+    }
+    const data::ImageRecord& record = split.images[order[k % n]];
     std::vector<float> coords;
     std::vector<int64_t> pids;
     for (const auto& p : record.persons) {
@@ -186,18 +204,23 @@ std::string short_loss_name(const std::string& name) {
 
 class Trainer {
  public:
-  Trainer(const config::Config& config, const TrainOptions& options) : config_(config), options_(options) {}
+  Trainer(const config::Config& config, const TrainOptions& options)
+      : config_(config), options_(options), job_(options.job) {}
 
   TrainResult run() {
     const auto start = std::chrono::steady_clock::now();
-    prepare_out_dir();
+    check_job();
+    if (is_main()) prepare_out_dir();
+    if (job_ != nullptr) job_->barrier();  // the folder is ready before any rank reads it
     split_ = load_train_split(config_.dataset);
     if (split_.images.empty()) throw std::runtime_error(config_.dataset.root + ": the training split has no images");
     schedule_ = make_schedule(config_.train, static_cast<int64_t>(split_.images.size()));
     build();
     const std::string last = options_.out_dir + "/last.pt";
     int64_t iteration = options_.resume ? resume(last) : 0;
-    if (!options_.resume) util::write_text_atomically(options_.out_dir + "/config.yaml", config::to_yaml(config_));
+    if (!options_.resume && is_main())
+      util::write_text_atomically(options_.out_dir + "/config.yaml", config::to_yaml(config_));
+    if (job_ != nullptr) join_job(iteration);
 
     const int64_t stop = options_.stop_after >= 0 ? std::min(options_.stop_after, schedule_.total) : schedule_.total;
     StopSignals signals;
@@ -206,7 +229,9 @@ class Trainer {
     const int64_t first = iteration;
     model_->train();
     log_header(first, stop);
-    while (iteration < stop && !g_stop_requested) {
+    std::optional<distributed::ScopedModelCollectives> collectives;
+    if (job_ != nullptr) collectives.emplace(job_);
+    while (iteration < stop && !stop_requested()) {
       result.last_loss = step(iteration);
       ++iteration;
       const double elapsed = seconds_since(start);
@@ -214,7 +239,7 @@ class Trainer {
         log(iteration, elapsed / static_cast<double>(iteration - first), result.last_loss);
       if (iteration % schedule_.checkpoint_every == 0 && iteration < stop) save(last, iteration);
     }
-    result.interrupted = g_stop_requested;
+    result.interrupted = iteration < stop;
     result.iterations = iteration;
     save(last, iteration);
     result.checkpoint = last;
@@ -227,6 +252,44 @@ class Trainer {
   }
 
  private:
+  /// Rank 0 of a job, or the only process: the one that writes files and log lines.
+  bool is_main() const { return job_ == nullptr || job_->rank() == 0; }
+
+  /// A stop request (SIGINT / SIGTERM) seen by any rank stops every rank at the same
+  /// iteration, so no rank waits in a collective for one that has left.
+  bool stop_requested() const { return job_ != nullptr ? job_->any(g_stop_requested) : g_stop_requested.load(); }
+
+  /// Refuses a job whose ranks disagree on the config or the run, or whose batch does not
+  /// split evenly over the ranks.
+  void check_job() {
+    if (job_ == nullptr) return;
+    if (config_.train.batch_size % job_->world_size() != 0)
+      throw std::runtime_error("train.batch_size=" + std::to_string(config_.train.batch_size) +
+                               " does not split over " + std::to_string(job_->world_size()) +
+                               " processes; make it a multiple of the world size (it is the global batch)");
+    job_->require_same("config (model type, schedule and data)", config::to_yaml(config_));
+    job_->require_same("run options (--out, --resume, --overwrite, --stop-after)",
+                       options_.out_dir + "|" + std::to_string(options_.resume) + "|" +
+                           std::to_string(options_.overwrite) + "|" + std::to_string(options_.stop_after));
+  }
+
+  /// Makes every rank start from rank 0's model (parameters and buffers, OIM memory
+  /// included) and gives each rank its own random stream for proposal sampling; rank 0
+  /// keeps the stream a single process would have.
+  void join_job(int64_t iteration) {
+    std::vector<at::Tensor> state;
+    for (const auto& item : model_->named_parameters()) state.push_back(item.value().data());
+    for (const auto& item : model_->named_buffers()) state.push_back(item.value());
+    job_->broadcast_from_rank0(state);
+    if (job_->rank() > 0)
+      at::manual_seed(static_cast<uint64_t>(config_.train.seed) * 0x9E3779B97F4A7C15ULL +
+                      static_cast<uint64_t>(iteration) * 7919ULL + static_cast<uint64_t>(job_->rank()));
+    std::vector<at::Tensor> trained;
+    for (const auto& p : model_->parameters())
+      if (p.requires_grad()) trained.push_back(p);
+    gradients_ = std::make_unique<distributed::GradientAverager>(*job_, trained);
+  }
+
   static double seconds_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   }
@@ -281,7 +344,15 @@ class Trainer {
     return c.iteration;
   }
 
-  void save(const std::string& path, int64_t iteration) {
+  /// Writes the checkpoint `path` on rank 0. Other ranks write nothing, or with
+  /// rank_checkpoints their own copy as <out>/rank<r>/<file name>.
+  void save(std::string path, int64_t iteration) {
+    if (!is_main()) {
+      if (!options_.rank_checkpoints) return;
+      const std::string folder = options_.out_dir + "/rank" + std::to_string(job_->rank());
+      util::ensure_writable_directory(folder);
+      path = folder + path.substr(path.find_last_of('/'));
+    }
     CheckpointContents c;
     c.model_type = model_->type();
     c.config_yaml = config::to_yaml(config_);
@@ -301,33 +372,50 @@ class Trainer {
       order_ = epoch_order(static_cast<int64_t>(split_.images.size()), config_.train.seed, epoch);
       order_epoch_ = epoch;
     }
-    Batch batch = load_batch(split_, order_, schedule_, config_.train, iteration, options_.device);
+    const Shard shard = job_ != nullptr ? Shard{job_->rank(), job_->world_size()} : Shard{};
+    Batch batch = load_batch(split_, order_, schedule_, config_.train, iteration, options_.device, shard);
     losses_ = model_->forward_train(batch.images, batch.targets);
     const double total = losses_.at("loss").item<double>();
-    if (!std::isfinite(total))
-      throw std::runtime_error("training diverged: the loss is " + std::to_string(total) + " at iteration " +
-                               std::to_string(iteration + 1) + " (the last checkpoint is kept)");
+    // In a job a rank cannot leave before backward: the others would wait in the gradient
+    // all-reduce. A non-finite loss makes the averaged gradients non-finite on every rank,
+    // so the check after backward stops them all at the same iteration.
+    if (!std::isfinite(total) && job_ == nullptr) throw diverged("loss", total, iteration);
     optimizer_->zero_grad();
-    losses_.at("loss").backward();
+    if (gradients_ != nullptr) gradients_->backward(losses_.at("loss"));
+    else losses_.at("loss").backward();
     // The norm before clipping is logged: a run whose norm always exceeds the bound is
     // effectively trained with a smaller learning rate.
     grad_norm_ = torch::nn::utils::clip_grad_norm_(
         model_->parameters(),
         config_.train.clip_grad_norm > 0 ? config_.train.clip_grad_norm : std::numeric_limits<double>::infinity());
+    if (!std::isfinite(grad_norm_)) throw diverged("gradient norm", grad_norm_, iteration);
     optimizer_->step();
     lr_ = config_.train.lr * factor;
     return total;
   }
 
+  static std::runtime_error diverged(const std::string& what, double value, int64_t iteration) {
+    return std::runtime_error("training diverged: the " + what + " is " + std::to_string(value) + " at iteration " +
+                              std::to_string(iteration + 1) + " (the last checkpoint is kept)");
+  }
+
   void log_header(int64_t first, int64_t stop) const {
-    if (!options_.verbose) return;
+    if (!options_.verbose || !is_main()) return;
     std::cout << "training " << config_.model.type << " on " << split_.images.size() << " images ("
               << split_.num_labeled_ids << " labeled identities), " << schedule_.per_epoch << " iterations/epoch, "
+              << (job_ != nullptr ? std::to_string(job_->world_size()) + " processes, " : std::string())
               << (first > 0 ? "resuming at " + std::to_string(first) + ", " : std::string()) << "until iteration "
               << stop << " of " << schedule_.total << std::endl;
   }
 
+  /// Writes a log line (rank 0); in a job the loss terms are the means over the ranks, so
+  /// every rank takes part.
   void log(int64_t iteration, double seconds_per_iteration, double total) {
+    std::vector<double> values{total};
+    for (const auto& key : model_->loss_names()) values.push_back(losses_.at(key).item<double>());
+    if (job_ != nullptr) values = job_->mean(values);
+    if (!is_main()) return;
+    total = values[0];
     const double eta = seconds_per_iteration * static_cast<double>(schedule_.total - iteration);
     nlohmann::json line = {{"iteration", iteration}, {"epoch", static_cast<double>(iteration) / schedule_.per_epoch},
                            {"loss", total}, {"lr", lr_}, {"grad_norm", grad_norm_}, {"seconds_per_iteration", seconds_per_iteration}};
@@ -335,8 +423,9 @@ class Trainer {
     text << std::fixed << "it " << iteration << "/" << schedule_.total << " ep " << std::setprecision(2)
          << static_cast<double>(iteration) / schedule_.per_epoch << " | loss " << std::setprecision(4) << total << " (";
     bool first_term = true;
+    size_t term = 1;
     for (const auto& key : model_->loss_names()) {
-      const double v = losses_.at(key).item<double>();
+      const double v = values[term++];
       line[key] = v;
       text << (first_term ? "" : " ") << short_loss_name(key) << " " << std::setprecision(4) << v;
       first_term = false;
@@ -359,6 +448,8 @@ class Trainer {
   std::map<std::string, at::Tensor> losses_;
   double lr_ = 0;
   double grad_norm_ = 0;
+  distributed::ProcessGroup* job_ = nullptr;  ///< the data-parallel job, or null for one process
+  std::unique_ptr<distributed::GradientAverager> gradients_;
 };
 
 }  // namespace

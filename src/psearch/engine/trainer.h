@@ -16,6 +16,10 @@
 
 #include "psearch/config/config.h"
 
+namespace psearch::distributed {
+class ProcessGroup;
+}
+
 namespace psearch::engine {
 
 struct TrainOptions {
@@ -33,6 +37,14 @@ struct TrainOptions {
   int64_t stop_after = -1;
   /// Print log lines (they also go to log.jsonl either way).
   bool verbose = true;
+  /// The data-parallel job this process is a rank of (docs/distributed.md), or null for a
+  /// single process. train.batch_size is the job's global batch, split evenly over the
+  /// ranks; gradients are averaged, the OIM memory is shared, and only rank 0 writes
+  /// checkpoints and logs. Every rank must pass the same config and options.
+  distributed::ProcessGroup* job = nullptr;
+  /// In a job, ranks other than 0 also write their checkpoints, as <out_dir>/rank<r>/last.pt
+  /// and final.pt: to check that every rank holds the same model and OIM memory.
+  bool rank_checkpoints = false;
 };
 
 struct TrainResult {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "psearch/modeling/layers/batch_norm.h"
 #include "psearch/modeling/layers/frozen_batch_norm.h"
 #include "psearch/modeling/torchvision_files.h"
 #include "psearch/util/strings.h"
@@ -19,7 +20,7 @@ namespace nn = torch::nn;
 
 nn::AnyModule make_norm(NormKind kind, int64_t channels, double eps) {
   if (kind == NormKind::kFrozen) return nn::AnyModule(FrozenBatchNorm2d(channels, eps));
-  return nn::AnyModule(nn::BatchNorm2d(nn::BatchNorm2dOptions(channels).eps(eps)));
+  return nn::AnyModule(BatchNorm(channels, eps));
 }
 
 /// TensorFlow's "SAME" padding of one dimension: (before, after).

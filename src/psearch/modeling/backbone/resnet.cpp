@@ -6,6 +6,7 @@
 
 #include <stdexcept>
 
+#include "psearch/modeling/layers/batch_norm.h"
 #include "psearch/modeling/layers/frozen_batch_norm.h"
 #include "psearch/modeling/torchvision_files.h"
 #include "psearch/util/strings.h"
@@ -25,7 +26,7 @@ int stage_index(const std::string& stage) {
 
 nn::AnyModule make_norm(NormKind kind, int64_t channels) {
   if (kind == NormKind::kFrozen) return nn::AnyModule(FrozenBatchNorm2d(channels));
-  return nn::AnyModule(nn::BatchNorm2d(channels));
+  return nn::AnyModule(BatchNorm(channels));
 }
 
 nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {

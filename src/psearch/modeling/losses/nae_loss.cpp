@@ -1,11 +1,12 @@
 #include "psearch/modeling/losses/nae_loss.h"
 
 #include <ATen/TensorOperators.h>
-#include <ATen/ops/batch_norm.h>
 #include <ATen/ops/binary_cross_entropy_with_logits.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/sigmoid.h>
 #include <ATen/ops/zeros.h>
+
+#include "psearch/modeling/layers/batch_norm.h"
 
 namespace psearch::modeling {
 
@@ -22,15 +23,11 @@ NormRescalerImpl::NormRescalerImpl() {
 at::Tensor NormRescalerImpl::forward(const at::Tensor& norms) {
   TORCH_CHECK((norms.dim() == 2 || norms.dim() == 4) && norms.size(1) == 1,
               "NormRescaler expects norms [N, 1] or [N, 1, H, W], got ", norms.sizes());
-  if (is_training()) {
-    // Batch statistics of a single value are undefined (torch refuses them too).
-    TORCH_CHECK(norms.numel() > 1, "NormRescaler needs more than one value in training mode");
-    num_batches_tracked.add_(1);  // kept only for state_dict compatibility with torch's BN
-  }
+  if (is_training()) num_batches_tracked.add_(1);  // kept only for state_dict compatibility with torch's BN
   // batch_norm updates running_mean / running_var in place in training mode, with the
-  // unbiased batch variance, exactly as torch.nn.BatchNorm.
-  return at::batch_norm(norms, weight, bias, running_mean, running_var, is_training(), kMomentum,
-                        kEps, /*cudnn_enabled=*/true);
+  // unbiased batch variance, exactly as torch.nn.BatchNorm; over the whole job's batch in a
+  // data-parallel job. A single value (no variance) is normalised with the running statistics.
+  return batch_norm(norms, weight, bias, running_mean, running_var, is_training(), kMomentum, kEps);
 }
 
 NormAwareEmbeddingImpl::NormAwareEmbeddingImpl() {

@@ -20,7 +20,8 @@ class NormRescalerImpl : public torch::nn::Module {
   NormRescalerImpl();
 
   /// norms: [N, 1] or [N, 1, H, W] -> logits of the same shape. In training mode also
-  /// updates the running statistics (and needs more than one value to normalise).
+  /// updates the running statistics (over the whole job's batch in a data-parallel job; a
+  /// single value, which has no variance, is normalised with the running statistics).
   at::Tensor forward(const at::Tensor& norms);
 
   at::Tensor weight, bias, running_mean, running_var, num_batches_tracked;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "psearch/data/dataset.h"
+#include "psearch/distributed/collectives.h"
 
 namespace psearch::modeling {
 
@@ -125,9 +126,16 @@ at::Tensor OIMLossImpl::logits(const at::Tensor& features) const {
 
 at::Tensor OIMLossImpl::forward(const at::Tensor& features, const at::Tensor& labels) {
   check_labels(labels, features.size(0));
-  const UpdatePlan plan = plan_update(labels, options_.num_pids());  // also validates labels
+  plan_update(labels, options_.num_pids());  // validates the labels before anything is computed
   const at::Tensor loss = oim_cross_entropy(logits(features), labels);
-  if (is_training()) apply_update(features, plan);
+  if (!is_training()) return loss;
+  // In a data-parallel job every rank applies the whole job's batch, in rank order (the
+  // order one process would see the global batch in), so the memories stay identical.
+  // Background rows never touch the memory and are not sent.
+  const at::Tensor persons = (labels >= kOimUnlabeled).nonzero().view({-1});
+  const at::Tensor job_labels = distributed::all_gather_rows(labels.index_select(0, persons));
+  const at::Tensor job_features = distributed::all_gather_rows(features.detach().index_select(0, persons));
+  apply_update(job_features, plan_update(job_labels, options_.num_pids()));
   return loss;
 }
 

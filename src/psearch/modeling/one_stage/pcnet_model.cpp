@@ -4,7 +4,6 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/argmax.h>
 #include <ATen/ops/stack.h>
-#include <ATen/ops/batch_norm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/tensor.h>
@@ -22,6 +21,7 @@
 #include "psearch/checkpoint/state_dict.h"
 #include "psearch/checkpoint/torch_file.h"
 #include "psearch/modeling/backbone/backbone_config.h"
+#include "psearch/modeling/layers/batch_norm.h"
 #include "psearch/modeling/layers/normalize.h"
 #include "psearch/modeling/losses/pcnet_losses.h"
 #include "psearch/modeling/torchvision_files.h"
@@ -114,8 +114,8 @@ PCNetModelImpl::PCNetModelImpl(const config::Config& config, int64_t num_pids)
   head.serialized = o.reid_branch == "serialized";
   head_ = register_module("head", PCNetHead(head));
   if (o.csa) csa_ = register_module("csa", CrossScaleAggregation(m.embedding_dim, head.num_levels, o.csa_logit_clamp));
-  reid_bn_ = register_module("reid_bn", nn::BatchNorm1d(m.embedding_dim));
-  point_bn_ = register_module("point_bn", nn::BatchNorm1d(m.embedding_dim));
+  reid_bn_ = register_module("reid_bn", BatchNorm(m.embedding_dim));
+  point_bn_ = register_module("point_bn", BatchNorm(m.embedding_dim));
   reid_loss_ = register_module("reid_loss", OIMLoss(OIMLossOptions(pids)
                                                         .num_features(m.embedding_dim)
                                                         .num_cq_size(m.oim.queue_size)
@@ -144,12 +144,8 @@ at::Tensor PCNetModelImpl::aggregate(const PCNetForward& f, int64_t image, const
 }
 
 at::Tensor PCNetModelImpl::embeddings(const at::Tensor& x) {
-  // BatchNorm1d refuses training statistics of a single row; one positive in a batch is
-  // normalised with the running statistics instead.
-  if (reid_bn_->is_training() && x.size(0) < 2) {
-    return l2_normalize(at::batch_norm(x, reid_bn_->weight, reid_bn_->bias, reid_bn_->running_mean,
-                                       reid_bn_->running_var, false, 0.0, reid_bn_->options.eps(), false));
-  }
+  // A single positive in a batch, where torch's BatchNorm1d would refuse, is normalised
+  // with the running statistics (layers/batch_norm.h).
   return l2_normalize(reid_bn_->forward(x));
 }
 

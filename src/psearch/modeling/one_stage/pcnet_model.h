@@ -27,7 +27,7 @@
 /// query frame: f' is the mean point feature of the anchors whose decoded boxes overlap
 /// the query box (or the best one), f = CSA inside the query box.
 #include <ATen/core/Tensor.h>
-#include <torch/nn/modules/batchnorm.h>
+#include "psearch/modeling/layers/batch_norm.h"
 
 #include <map>
 #include <string>
@@ -121,8 +121,8 @@ class PCNetModelImpl : public PersonSearchModelImpl {
   ResNetFPN backbone_{nullptr};
   PCNetHead head_{nullptr};
   CrossScaleAggregation csa_{nullptr};
-  torch::nn::BatchNorm1d reid_bn_{nullptr};
-  torch::nn::BatchNorm1d point_bn_{nullptr};
+  BatchNorm reid_bn_{nullptr};
+  BatchNorm point_bn_{nullptr};
   OIMLoss reid_loss_{nullptr};
 };
 TORCH_MODULE(PCNetModel);

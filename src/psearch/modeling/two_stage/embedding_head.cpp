@@ -5,7 +5,7 @@
 #include <ATen/ops/upsample_bilinear2d.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/grad_mode.h>
-#include <torch/nn/modules/batchnorm.h>
+#include "psearch/modeling/layers/batch_norm.h"
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 
@@ -25,7 +25,7 @@ nn::Sequential projection(int64_t in, int64_t out, bool pixel_wise, bool unit_bn
     nn::Conv2d conv(nn::Conv2dOptions(in, out, 1));
     conv->weight.normal_(0, 0.01);
     conv->bias.zero_();
-    nn::BatchNorm2d bn(out);
+    BatchNorm bn(out);
     if (unit_bn) bn->weight.fill_(1.0);
     else bn->weight.normal_(0, 0.01);
     bn->bias.zero_();
@@ -35,7 +35,7 @@ nn::Sequential projection(int64_t in, int64_t out, bool pixel_wise, bool unit_bn
     nn::Linear fc(in, out);
     fc->weight.normal_(0, 0.01);
     fc->bias.zero_();
-    nn::BatchNorm1d bn(out);
+    BatchNorm bn(out);
     if (unit_bn) bn->weight.fill_(1.0);
     else bn->weight.normal_(0, 0.01);
     bn->bias.zero_();

@@ -204,7 +204,7 @@ RoIBoxHeadImpl::RoIBoxHeadImpl(nn::Sequential head, int64_t out_channels, const 
   if (options.bbox_reg_bn()) {
     // The official CoordRegressor initialisation: small weights, so that the normalised
     // deltas start near 0.
-    bbox_bn_ = register_module("bbox_bn", nn::BatchNorm1d(4 * options.num_classes()));
+    bbox_bn_ = register_module("bbox_bn", BatchNorm(4 * options.num_classes()));
     torch::NoGradGuard no_grad;
     bbox_pred_->weight.normal_(0, 0.01);
     bbox_pred_->bias.zero_();
@@ -236,7 +236,7 @@ RoIBoxHeadOutput RoIBoxHeadImpl::forward(const at::Tensor& features, const std::
   out.box_regression = bbox_pred_->forward(out.features);
   // BatchNorm1d needs more than one row in training; one RoI passes through unnormalised
   // there (only possible with a single proposal and no ground truth).
-  if (bbox_bn_ && (!is_training() || out.box_regression.size(0) > 1))
+  if (bbox_bn_)  // one row in training: running statistics (layers/batch_norm.h)
     out.box_regression = bbox_bn_->forward(out.box_regression);
   return out;
 }

@@ -10,7 +10,7 @@
 #include <torch/arg.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
-#include <torch/nn/modules/batchnorm.h>
+#include "psearch/modeling/layers/batch_norm.h"
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
@@ -161,7 +161,7 @@ class RoIBoxHeadImpl : public torch::nn::Module {
   torch::nn::Sequential head_{nullptr};
   torch::nn::Linear cls_score_{nullptr};
   torch::nn::Linear bbox_pred_{nullptr};
-  torch::nn::BatchNorm1d bbox_bn_{nullptr};
+  BatchNorm bbox_bn_{nullptr};
 };
 TORCH_MODULE(RoIBoxHead);
 
