@@ -4,6 +4,7 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/ops/allclose.h>
 #include <ATen/ops/conv2d.h>
 #include <ATen/ops/equal.h>
 #include <ATen/ops/isfinite.h>
@@ -307,12 +308,18 @@ TEST(NaeDetectionLoss, HandComputed) {
   EXPECT_THROW(pm::nae_detection_loss(logits, lng({1})), c10::Error);
 }
 
-TEST(NormRescaler, RefusesASingleValueInTraining) {
+TEST(NormRescaler, ASingleValueInTrainingUsesTheRunningStatistics) {
+  // One value has no batch variance (torch's BatchNorm refuses it); it is normalised with
+  // the running statistics, which stay as they were.
   pm::NormAwareEmbedding nae;
-  nae->train();
-  EXPECT_THROW(nae->forward(at::randn({1, 8})), c10::Error);
+  const at::Tensor x = at::randn({1, 8});
   nae->eval();
-  EXPECT_EQ(nae->forward(at::randn({1, 8})).prob.sizes(), (std::vector<int64_t>{1}));
+  const at::Tensor expected = nae->forward(x).prob;
+  nae->train();
+  const at::Tensor mean = nae->rescaler->running_mean.clone(), var = nae->rescaler->running_var.clone();
+  EXPECT_TRUE(at::allclose(nae->forward(x).prob, expected));
+  EXPECT_TRUE(at::equal(nae->rescaler->running_mean, mean));
+  EXPECT_TRUE(at::equal(nae->rescaler->running_var, var));
 }
 
 // ---------------------------------------------------------------------------------------
