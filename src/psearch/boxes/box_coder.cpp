@@ -78,19 +78,23 @@ at::Tensor BoxCoder::decode_single(const at::Tensor& rel_codes, const at::Tensor
               "BoxCoder::decode_single: rel_codes ", rel_codes.sizes(), " and boxes ",
               boxes_in.sizes(), " must have the same number of rows");
 
-  const at::Tensor boxes = boxes_in.to(rel_codes.scalar_type());
+  // At least the boxes' precision: under autocast the codes come in bfloat16, whose 8-bit
+  // mantissa cannot hold image coordinates (torchvision decodes in the boxes' dtype too).
+  const at::ScalarType dtype = c10::promoteTypes(rel_codes.scalar_type(), boxes_in.scalar_type());
+  const at::Tensor boxes = boxes_in.to(dtype);
+  const at::Tensor codes = rel_codes.to(dtype);
   const at::Tensor widths = boxes.select(1, 2).sub(boxes.select(1, 0)).unsqueeze(1);   // [N, 1]
   const at::Tensor heights = boxes.select(1, 3).sub(boxes.select(1, 1)).unsqueeze(1);  // [N, 1]
   const at::Tensor ctr_x = boxes.select(1, 0).unsqueeze(1).add(widths.mul(0.5));
   const at::Tensor ctr_y = boxes.select(1, 1).unsqueeze(1).add(heights.mul(0.5));
 
-  const int64_t end = rel_codes.size(1);
-  const at::Tensor dx = rel_codes.slice(1, 0, end, 4).div(weights_[0]);  // [N, K]
-  const at::Tensor dy = rel_codes.slice(1, 1, end, 4).div(weights_[1]);
+  const int64_t end = codes.size(1);
+  const at::Tensor dx = codes.slice(1, 0, end, 4).div(weights_[0]);  // [N, K]
+  const at::Tensor dy = codes.slice(1, 1, end, 4).div(weights_[1]);
   // Clamped before exp(): an untrained head can predict huge dw/dh, and exp() would give
   // inf boxes that poison NMS and the losses.
-  const at::Tensor dw = rel_codes.slice(1, 2, end, 4).div(weights_[2]).clamp(std::nullopt, bbox_xform_clip_);
-  const at::Tensor dh = rel_codes.slice(1, 3, end, 4).div(weights_[3]).clamp(std::nullopt, bbox_xform_clip_);
+  const at::Tensor dw = codes.slice(1, 2, end, 4).div(weights_[2]).clamp(std::nullopt, bbox_xform_clip_);
+  const at::Tensor dh = codes.slice(1, 3, end, 4).div(weights_[3]).clamp(std::nullopt, bbox_xform_clip_);
 
   const at::Tensor pred_ctr_x = dx.mul(widths).add(ctr_x);
   const at::Tensor pred_ctr_y = dy.mul(heights).add(ctr_y);

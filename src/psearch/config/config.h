@@ -302,6 +302,7 @@ struct TrainConfig {
   int64_t seed = 1;
   int64_t checkpoint_every = 1;
   int64_t log_every = 10;
+  std::string precision = "fp32";
 
   template <class V>
   void visit(V& v) {
@@ -326,6 +327,8 @@ struct TrainConfig {
     v("seed", seed, "random seed (data order, flips, sampling, initialisation)");
     v("checkpoint_every", checkpoint_every, "write a checkpoint every this many units");
     v("log_every", log_every, "print losses, learning rate, speed and ETA every this many iterations");
+    v.choice("precision", precision, {"fp32", "bf16", "fp16"},
+             "forward pass under autocast in this dtype (fp16 adds dynamic loss scaling); fp32: none");
   }
 };
 

@@ -29,6 +29,7 @@
 #include "psearch/data/image_io.h"
 #include "psearch/data/prw.h"
 #include "psearch/distributed/process_group.h"
+#include "psearch/engine/mixed_precision.h"
 #include "psearch/engine/training_checkpoint.h"
 #include "psearch/checkpoint/state_dict.h"
 #include "psearch/engine/model_builder.h"
@@ -322,6 +323,7 @@ class Trainer {
     else if (!config_.model.backbone.weights.empty()) model_->load_backbone_weights(config_.model.backbone.weights);
     model_->to(options_.device);
     optimizer_ = make_optimizer(*model_, config_.train);
+    if (config_.train.precision == "fp16") scaler_ = std::make_unique<LossScaler>(options_.device);
   }
 
   /// Restores everything from `path`; returns the iteration to continue from.
@@ -374,15 +376,26 @@ class Trainer {
     }
     const Shard shard = job_ != nullptr ? Shard{job_->rank(), job_->world_size()} : Shard{};
     Batch batch = load_batch(split_, order_, schedule_, config_.train, iteration, options_.device, shard);
-    losses_ = model_->forward_train(batch.images, batch.targets);
+    {
+      AutocastScope autocast(options_.device, precision_dtype(config_.train.precision));
+      losses_ = model_->forward_train(batch.images, batch.targets);
+    }
     const double total = losses_.at("loss").item<double>();
     // In a job a rank cannot leave before backward: the others would wait in the gradient
     // all-reduce. A non-finite loss makes the averaged gradients non-finite on every rank,
     // so the check after backward stops them all at the same iteration.
     if (!std::isfinite(total) && job_ == nullptr) throw diverged("loss", total, iteration);
     optimizer_->zero_grad();
-    if (gradients_ != nullptr) gradients_->backward(losses_.at("loss"));
-    else losses_.at("loss").backward();
+    const at::Tensor loss = scaler_ != nullptr ? scaler_->scale(losses_.at("loss")) : losses_.at("loss");
+    if (gradients_ != nullptr) gradients_->backward(loss);
+    else loss.backward();
+    // fp16: a step whose gradients overflowed is skipped and the loss scale halves (in a
+    // job the averaged gradients hold the overflow on every rank, so all ranks skip).
+    if (scaler_ != nullptr && scaler_->unscale_and_update(model_->parameters())) {
+      ++skipped_steps_;
+      lr_ = config_.train.lr * factor;
+      return total;
+    }
     // The norm before clipping is logged: a run whose norm always exceeds the bound is
     // effectively trained with a smaller learning rate.
     grad_norm_ = torch::nn::utils::clip_grad_norm_(
@@ -419,6 +432,10 @@ class Trainer {
     const double eta = seconds_per_iteration * static_cast<double>(schedule_.total - iteration);
     nlohmann::json line = {{"iteration", iteration}, {"epoch", static_cast<double>(iteration) / schedule_.per_epoch},
                            {"loss", total}, {"lr", lr_}, {"grad_norm", grad_norm_}, {"seconds_per_iteration", seconds_per_iteration}};
+    if (scaler_ != nullptr) {
+      line["loss_scale"] = scaler_->current_scale();
+      line["skipped_steps"] = skipped_steps_;
+    }
     std::ostringstream text;
     text << std::fixed << "it " << iteration << "/" << schedule_.total << " ep " << std::setprecision(2)
          << static_cast<double>(iteration) / schedule_.per_epoch << " | loss " << std::setprecision(4) << total << " (";
@@ -450,6 +467,8 @@ class Trainer {
   double grad_norm_ = 0;
   distributed::ProcessGroup* job_ = nullptr;  ///< the data-parallel job, or null for one process
   std::unique_ptr<distributed::GradientAverager> gradients_;
+  std::unique_ptr<LossScaler> scaler_;  ///< precision fp16 only
+  int64_t skipped_steps_ = 0;           ///< fp16 steps skipped for overflowing gradients
 };
 
 }  // namespace
