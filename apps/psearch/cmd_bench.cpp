@@ -23,8 +23,10 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "psearch/boxes/box_ops.h"
 #include "psearch/config/config.h"
 #include "psearch/data/video.h"
+#include "psearch/engine/mixed_precision.h"
 #include "psearch/engine/model_builder.h"
 #include "psearch/modeling/person_search_model.h"
 #include "psearch/util/atomic_file.h"
@@ -47,6 +49,7 @@ struct BenchArgs {
   std::vector<int64_t> size{900, 1500}, batches{1};
   int repeat = 10, warmup = 2, threads = 0;
   std::string device = "cpu", image = kVtest, json;
+  std::vector<std::string> precisions{"fp32"};
 };
 
 /// Frame 0 of `path` resized to height x width as [3, H, W] RGB in [0, 1]; random pixels
@@ -105,18 +108,46 @@ double peak_gpu_mb(const c10::Device& device, bool reset) {
 }
 
 struct Row {
-  std::string model, type;
+  std::string model, type, precision = "fp32";
   int64_t batch = 1;
   double median = 0, p10 = 0, p90 = 0, detections = 0, host_mb = 0, gpu_mb = -1;
+  /// Against fp32 on the same image: the share of fp32 detections found again (same box
+  /// within IoU 0.9), and the lowest cosine between the embeddings of such a pair.
+  double matched = -1, min_cosine = -1;
+  std::vector<modeling::Detections> output;  ///< the last run's detections
 };
 
+/// How a reduced-precision run agrees with fp32: matched share and lowest embedding cosine.
+void compare_with_fp32(Row& row, const Row& fp32) {
+  int64_t total = 0, found = 0;
+  double lowest = 1.0;
+  for (size_t i = 0; i < fp32.output.size(); ++i) {
+    const modeling::Detections& ref = fp32.output[i];
+    const modeling::Detections& got = row.output[i];
+    total += ref.boxes.size(0);
+    if (ref.boxes.size(0) == 0 || got.boxes.size(0) == 0) continue;
+    const at::Tensor iou = boxes::box_iou(ref.boxes, got.boxes.to(at::kFloat));
+    const auto [best, index] = iou.max(1);
+    for (int64_t k = 0; k < ref.boxes.size(0); ++k) {
+      if (best[k].item<float>() < 0.9f) continue;
+      ++found;
+      const at::Tensor a = ref.features[k], b = got.features[index[k].item<int64_t>()].to(at::kFloat);
+      lowest = std::min(lowest, (a * b).sum().item<double>() / (a.norm() * b.norm()).item<double>());
+    }
+  }
+  row.matched = total > 0 ? static_cast<double>(found) / static_cast<double>(total) : 1.0;
+  row.min_cosine = found > 0 ? lowest : -1;
+}
+
 Row time_model(const std::string& spec, modeling::SearchModel& model, const at::Tensor& image, int64_t batch,
-               const BenchArgs& args, const c10::Device& device) {
+               const std::string& precision, const BenchArgs& args, const c10::Device& device) {
   const std::vector<at::Tensor> images(static_cast<size_t>(batch), image);
+  engine::AutocastScope autocast(device, engine::precision_dtype(precision));
   Row row;
   row.model = spec;
   row.type = model.name();
   row.batch = batch;
+  row.precision = precision;
   reset_peak_host();
   peak_gpu_mb(device, true);
   for (int i = 0; i < args.warmup; ++i) model.detect_batch(images);
@@ -125,10 +156,11 @@ Row time_model(const std::string& spec, modeling::SearchModel& model, const at::
   int64_t found = 0;
   for (int i = 0; i < std::max(args.repeat, 1); ++i) {
     const auto start = std::chrono::steady_clock::now();
-    const auto detections = model.detect_batch(images);
+    auto detections = model.detect_batch(images);
     synchronize(device);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / batch);
     for (const auto& d : detections) found += d.boxes.size(0);
+    row.output = std::move(detections);
   }
   const Percentiles p = percentiles(ms);
   row.median = p.median;
@@ -148,11 +180,11 @@ void run_bench(BenchArgs args) {
   bool real = false;
   const at::Tensor image = bench_image(args.image, args.size[0], args.size[1], real).to(device);
   std::cout << "psearch bench: " << args.size[0] << " x " << args.size[1] << " "
-            << (real ? "(frame 0 of " + args.image + ")" : std::string("(random pixels)")) << ", fp32, "
+            << (real ? "(frame 0 of " + args.image + ")" : std::string("(random pixels)")) << ", "
             << device.str() << ", " << at::get_num_threads() << " threads, median of " << args.repeat
             << " after " << args.warmup << " warm-up runs; random weights except the separate pipeline's\n\n"
             << "| model | input | precision | batch | ms/frame (p10-p90) | fps | detections/frame | peak host MB | "
-               "peak GPU MB |\n|---|---|---|---|---|---|---|---|---|\n";
+               "peak GPU MB | vs fp32: matched, min cosine |\n|---|---|---|---|---|---|---|---|---|---|\n";
   nlohmann::json rows = nlohmann::json::array();
   for (const std::string& spec : args.models) {
     modeling::PersonSearchModel built = build_bench_model(spec, args.size);
@@ -160,17 +192,26 @@ void run_bench(BenchArgs args) {
     built->eval();
     modeling::PersonSearchAdapter model(built);
     for (const int64_t batch : args.batches) {
-      const Row r = time_model(spec, model, image, batch, args, device);
-      std::cout << std::fixed << std::setprecision(1) << "| " << r.type << " (" << r.model << ") | " << args.size[0]
-                << "x" << args.size[1] << " | fp32 | " << r.batch << " | " << r.median << " (" << r.p10 << "-" << r.p90
-                << ") | " << std::setprecision(2) << 1000.0 / r.median << " | " << std::setprecision(1) << r.detections
-                << " | " << std::setprecision(0) << r.host_mb << " | "
-                << (r.gpu_mb < 0 ? std::string("-") : std::to_string(static_cast<int64_t>(r.gpu_mb))) << " |"
-                << std::endl;
-      rows.push_back({{"model", r.model}, {"type", r.type}, {"height", args.size[0]}, {"width", args.size[1]},
-                      {"precision", "fp32"}, {"batch", r.batch}, {"ms_per_frame", r.median}, {"p10", r.p10},
-                      {"p90", r.p90}, {"detections_per_frame", r.detections}, {"peak_host_mb", r.host_mb},
-                      {"peak_gpu_mb", r.gpu_mb}, {"device", device.str()}, {"threads", at::get_num_threads()}});
+      Row fp32;
+      for (const std::string& precision : args.precisions) {
+        Row r = time_model(spec, model, image, batch, precision, args, device);
+        if (precision == "fp32") fp32 = r;
+        else if (!fp32.output.empty()) compare_with_fp32(r, fp32);
+        std::cout << std::fixed << std::setprecision(1) << "| " << r.type << " (" << r.model << ") | " << args.size[0]
+                  << "x" << args.size[1] << " | " << r.precision << " | " << r.batch << " | " << r.median << " (" << r.p10 << "-" << r.p90
+                  << ") | " << std::setprecision(2) << 1000.0 / r.median << " | " << std::setprecision(1) << r.detections
+                  << " | " << std::setprecision(0) << r.host_mb << " | "
+                  << (r.gpu_mb < 0 ? std::string("-") : std::to_string(static_cast<int64_t>(r.gpu_mb))) << " | "
+                  << (r.matched < 0 ? std::string("-")
+                                    : std::to_string(r.matched).substr(0, 5) + ", " +
+                                          (r.min_cosine < 0 ? std::string("-") : std::to_string(r.min_cosine).substr(0, 6)))
+                  << " |" << std::endl;
+        rows.push_back({{"model", r.model}, {"type", r.type}, {"height", args.size[0]}, {"width", args.size[1]},
+                        {"precision", r.precision}, {"batch", r.batch}, {"ms_per_frame", r.median}, {"p10", r.p10},
+                        {"p90", r.p90}, {"detections_per_frame", r.detections}, {"peak_host_mb", r.host_mb},
+                        {"peak_gpu_mb", r.gpu_mb}, {"device", device.str()}, {"threads", at::get_num_threads()},
+                        {"matched_vs_fp32", r.matched}, {"min_cosine_vs_fp32", r.min_cosine}});
+      }
     }
   }
   if (!args.json.empty()) util::write_text_atomically(args.json, rows.dump(1) + "\n");
@@ -189,6 +230,10 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--image", args->image, "Video or image whose first frame is the input")->capture_default_str();
   cmd->add_option("--json", args->json, "Also write the rows as JSON (bench/bench_models.py reads it)");
   cmd->add_option("--device", args->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--precision", args->precisions,
+                  "fp32, bf16, fp16 (autocast), e.g. fp32,bf16: each row after fp32 also says how its detections "
+                  "agree with fp32's")
+      ->delimiter(',')->check(CLI::IsMember({"fp32", "bf16", "fp16"}))->capture_default_str();
   add_threads_option(cmd, args->threads);
   cmd->callback([args] { run_bench(*args); });
 }

@@ -56,3 +56,21 @@ def test_fp16_logs_its_dynamic_loss_scale(tmp_path, tiny_config):
     # GradScaler's rule: 65536 at start, halved after every step whose gradients overflow.
     for before, after, s0, s1 in zip([65536.0] + scales, scales, [0] + skipped, skipped):
         assert after == (before / 2 if s1 == s0 + 1 else before)
+
+
+def test_plot_logs_draws_the_runs_and_refuses_a_folder_without_a_log(tmp_path, tiny_config):
+    import cv2
+
+    train(tiny_config, tmp_path / "a", "fp32")
+    train(tiny_config, tmp_path / "b", "bf16")
+    png = tmp_path / "curves.png"
+    out = run("plot-logs", str(tmp_path / "a"), str(tmp_path / "b"), "--key", "loss_reid", "--out", str(png))
+    assert out.returncode == 0, out.stderr
+    image = cv2.imread(str(png))
+    assert image is not None and image.shape[:2] == (650, 900)
+    (tmp_path / "empty").mkdir()
+    out = run("plot-logs", str(tmp_path / "a"), str(tmp_path / "empty"), "--out", str(tmp_path / "x.png"))
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "empty/log.jsonl" in lines[0], out.stderr
+    assert not (tmp_path / "x.png").exists()
