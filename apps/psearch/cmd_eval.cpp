@@ -11,6 +11,8 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -19,6 +21,9 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "eval_report.h"
+#include "psearch/distributed/environment.h"
+#include "psearch/distributed/local_launcher.h"
+#include "psearch/distributed/process_group.h"
 #include "psearch/engine/run_model.h"
 #include "psearch/engine/model_builder.h"
 #include "psearch/evaluation/results_file.h"
@@ -39,6 +44,8 @@ struct ModelArgs {
   std::string device = "cpu";
   int64_t seed = 0;
   int threads = 0;
+  int nproc = 1;
+  int dist_timeout = 1800;
 };
 
 /// Training settings change nothing at evaluation; say so rather than ignore them silently.
@@ -122,6 +129,21 @@ evaluation::ResultsFile as_results(const data::SearchSplit& split, evaluation::S
 }
 
 void run_eval(EvalSettings settings, const ModelArgs& args) {
+  if (args.nproc > 1) {
+    const int status = distributed::run_local_job(args.nproc, distributed::own_arguments_without("--nproc"));
+    if (status != 0) std::exit(status);
+    return;
+  }
+  // In a job (--nproc, torchrun) every rank runs its share of the images and queries; the
+  // results are gathered over Gloo and rank 0 scores and writes them (docs/distributed.md).
+  const distributed::Environment env = distributed::environment_from_variables();
+  std::unique_ptr<distributed::ProcessGroup> job;
+  std::optional<distributed::ScopedModelCollectives> collectives;
+  if (env.distributed()) {
+    job = std::make_unique<distributed::ProcessGroup>(env, c10::Device(c10::kCPU), std::chrono::seconds(args.dist_timeout));
+    collectives.emplace(job.get());
+    if (env.rank != 0) std::cout.setstate(std::ios_base::failbit);  // rank 0 reports
+  }
   apply_threads(args.threads);
   if (!args.save_results.empty()) util::ensure_writable_directory(parent_directory(args.save_results));
   LoadedModel loaded = make_model(args);
@@ -136,10 +158,14 @@ void run_eval(EvalSettings settings, const ModelArgs& args) {
             << (args.gt_boxes ? ", ground-truth boxes" : "") << "\n";
   engine::RunOptions run = loaded.run;
   run.ground_truth_boxes = args.gt_boxes;
+  run.shard = env.rank;
+  run.shards = env.world_size;
+  run.progress = env.rank == 0;
   // The query-image context costs nothing extra to keep, and a saved file should serve --cbgm later.
   run.query_context = settings.cbgm || !args.save_results.empty();
   const std::string source = "model " + model.name() + (args.gt_boxes ? " on ground-truth boxes" : "");
   const evaluation::ResultsFile results = as_results(split, engine::run_search_model(model, split, run), source);
+  if (env.rank != 0) return;  // rank 0 scores and writes
   if (!args.save_results.empty()) {
     evaluation::write_results_file(args.save_results, results);
     std::cout << "wrote " << args.save_results << " (psearch-results/1; score it with psearch eval-results)\n";
@@ -172,6 +198,11 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "Seed of the random initialisation when no weights are given")
       ->capture_default_str();
   add_threads_option(cmd, args->threads);
+  cmd->add_option("--nproc", args->nproc,
+                  "Run with this many processes on this machine, each on its share of the images (docs/distributed.md)")
+      ->check(CLI::Range(1, 256))->capture_default_str();
+  cmd->add_option("--dist-timeout", args->dist_timeout, "Seconds a rank waits for the others before it fails")
+      ->check(CLI::Range(1, 86400))->capture_default_str();
   auto check = add_protocol_options(cmd, settings);
   cmd->callback([settings, args, check] {
     check();

@@ -225,3 +225,42 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, twi
     out = run("train", "--config", str(config), "--out", str(tmp_path / "run"), "--nproc", "2", "train.batch_size=3")
     assert out.returncode != 0
     assert "train.batch_size=3 does not split over 2 processes" in out.stderr, out.stderr
+
+
+def assert_same_results(a, b, path="results"):
+    """Two psearch-results/1 structures hold the same strings and tensors (within 1e-6)."""
+    assert type(a) is type(b), path
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            assert_same_results(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_results(x, y, f"{path}[{i}]")
+    elif torch.is_tensor(a):
+        assert a.shape == b.shape and a.dtype == b.dtype, path
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-6), path
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize("model", [["--model", "resnet50-roi", "--gt-boxes", "--min-size", "120", "--max-size", "160"],
+                                   ["--model", "separate"]])
+def test_evaluation_sharded_over_two_processes_equals_one_process(tmp_path, model):
+    """Each rank runs its share of the images and queries; rank 0 gathers them into the
+    same results file (gallery, queries, CBGM context) and the same figures."""
+    root = tmp_path / "prw"
+    assert run("synth", "--format", "prw", "--size", "tiny", "--seed", "5", "--out", str(root)).returncode == 0
+    outputs = {}
+    for n in (1, 2):
+        # One thread per process in both runs: the same convolution algorithms, so the same rounding.
+        out = run("eval", *model, "--dataset", "prw", "--root", str(root), "--cbgm", "--nproc", str(n),
+                  "--out", str(tmp_path / f"eval{n}"), "--save-results", str(tmp_path / f"results{n}.pt"),
+                  env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert out.returncode == 0, out.stderr
+        outputs[n] = [line for line in out.stdout.splitlines() if "search" in line or "detection" in line]
+    assert_same_results(torch.load(tmp_path / "results1.pt", weights_only=False),
+                        torch.load(tmp_path / "results2.pt", weights_only=False))
+    figures = [line for line in outputs[1] if "%" in line]
+    assert figures and figures == [line for line in outputs[2] if "%" in line]

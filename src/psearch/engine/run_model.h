@@ -25,6 +25,11 @@ struct RunOptions {
   double context_overlap = 0.4;
   /// Show a progress bar on stderr.
   bool progress = true;
+  /// Evaluation sharded over the ranks of a data-parallel job (docs/distributed.md): this
+  /// process runs the batches b with b % shards == shard, then every rank receives the
+  /// whole result through the installed job's collectives (distributed/collectives.h), in
+  /// the order one process would produce it.
+  int shard = 0, shards = 1;
 };
 
 /// Runs `model` on every image of `split` and every query. Each image is decoded once.
