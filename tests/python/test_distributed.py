@@ -160,6 +160,14 @@ def test_trainable_backbone_batch_norm_is_synchronized(tmp_path, twin_prw):
     assert job_log[0]["grad_norm"] == pytest.approx(one_log[0]["grad_norm"], rel=1e-3)
 
 
+def test_a_bf16_job_keeps_its_ranks_identical(tmp_path, twin_prw):
+    config = write_config(tmp_path, twin_prw, norm="batchnorm")
+    train(config, tmp_path / "job", "--nproc", "2", "--rank-checkpoints", "train.precision=bf16")
+    rank0, rank1 = state(tmp_path / "job" / "final.pt"), state(tmp_path / "job" / "rank1" / "final.pt")
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+
+
 def state_at_start(tmp_path, config):
     train(config, tmp_path / "start", "--stop-after", "0")
     return state(tmp_path / "start" / "last.pt")
