@@ -24,6 +24,7 @@
 #include "psearch/distributed/environment.h"
 #include "psearch/distributed/local_launcher.h"
 #include "psearch/distributed/process_group.h"
+#include "psearch/engine/mixed_precision.h"
 #include "psearch/engine/run_model.h"
 #include "psearch/engine/model_builder.h"
 #include "psearch/evaluation/results_file.h"
@@ -46,6 +47,7 @@ struct ModelArgs {
   int threads = 0;
   int nproc = 1;
   int dist_timeout = 1800;
+  std::string precision = "fp32";
 };
 
 /// Training settings change nothing at evaluation; say so rather than ignore them silently.
@@ -111,6 +113,16 @@ LoadedModel make_model(const ModelArgs& args) {
   return loaded;
 }
 
+/// Every tensor of `inputs` as float32 (a reduced-precision run returns its dtype).
+void to_float32(evaluation::SearchInputs& inputs) {
+  auto as_float = [](at::Tensor& t) {
+    if (t.defined() && t.is_floating_point()) t = t.to(at::kFloat);
+  };
+  for (auto& g : inputs.gallery) as_float(g.boxes), as_float(g.scores), as_float(g.features);
+  as_float(inputs.query_features);
+  for (auto& c : inputs.query_context) as_float(c.boxes), as_float(c.features);
+}
+
 /// The model's output in the results-file form, so both eval commands share one scorer.
 evaluation::ResultsFile as_results(const data::SearchSplit& split, evaluation::SearchInputs inputs,
                                    const std::string& name) {
@@ -164,7 +176,14 @@ void run_eval(EvalSettings settings, const ModelArgs& args) {
   // The query-image context costs nothing extra to keep, and a saved file should serve --cbgm later.
   run.query_context = settings.cbgm || !args.save_results.empty();
   const std::string source = "model " + model.name() + (args.gt_boxes ? " on ground-truth boxes" : "");
-  const evaluation::ResultsFile results = as_results(split, engine::run_search_model(model, split, run), source);
+  evaluation::SearchInputs inputs;
+  {
+    // bf16 / fp16: the model runs under autocast; what it returns is stored as float32.
+    engine::AutocastScope autocast(parse_device(args.device), engine::precision_dtype(args.precision));
+    inputs = engine::run_search_model(model, split, run);
+  }
+  if (args.precision != "fp32") to_float32(inputs);
+  const evaluation::ResultsFile results = as_results(split, std::move(inputs), source);
   if (env.rank != 0) return;  // rank 0 scores and writes
   if (!args.save_results.empty()) {
     evaluation::write_results_file(args.save_results, results);
@@ -201,6 +220,9 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--nproc", args->nproc,
                   "Run with this many processes on this machine, each on its share of the images (docs/distributed.md)")
       ->check(CLI::Range(1, 256))->capture_default_str();
+  cmd->add_option("--precision", args->precision,
+                  "Run the model under autocast in bf16 or fp16 (results stored as float32); docs/benchmarks.md")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))->capture_default_str();
   cmd->add_option("--dist-timeout", args->dist_timeout, "Seconds a rank waits for the others before it fails")
       ->check(CLI::Range(1, 86400))->capture_default_str();
   auto check = add_protocol_options(cmd, settings);

@@ -74,3 +74,19 @@ def test_plot_logs_draws_the_runs_and_refuses_a_folder_without_a_log(tmp_path, t
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "empty/log.jsonl" in lines[0], out.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_eval_in_bf16_stores_float32_results_close_to_fp32(tmp_path, tiny_config):
+    root = tiny_config.parent / "prw"
+    results = {}
+    for precision in ("fp32", "bf16"):
+        path = tmp_path / f"{precision}.pt"
+        out = run("eval", "--model", "resnet50-roi", "--gt-boxes", "--min-size", "120", "--max-size", "160",
+                  "--dataset", "prw", "--root", str(root), "--out", str(tmp_path / precision),
+                  "--precision", precision, "--save-results", str(path))
+        assert out.returncode == 0, out.stderr
+        results[precision] = torch.load(path, weights_only=False)
+    for a, b in zip(results["fp32"]["queries"], results["bf16"]["queries"]):
+        assert b["features"].dtype == torch.float32
+        cosine = torch.nn.functional.cosine_similarity(a["features"], b["features"], dim=0)
+        assert cosine > 0.999  # measured >= 0.99999 (random ResNet-50 features are all alike, so a floor only)
