@@ -15,6 +15,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <iomanip>
 #include <iostream>
 #include <limits>
@@ -224,6 +225,7 @@ class Trainer {
     if (job_ != nullptr) join_job(iteration);
 
     const int64_t stop = options_.stop_after >= 0 ? std::min(options_.stop_after, schedule_.total) : schedule_.total;
+    stop_ = stop;
     StopSignals signals;
     TrainResult result;
     result.total_iterations = schedule_.total;
@@ -365,17 +367,32 @@ class Trainer {
     save_checkpoint(path, c, optimizer_.get());
   }
 
+  /// This rank's images of `iteration`, decoded by a worker thread while the previous
+  /// iteration ran; then starts decoding iteration + 1. The data order, flips and shares
+  /// depend only on the iteration, so prefetching changes nothing but the waiting. A file
+  /// that cannot be read fails at the iteration that needs it.
+  Batch take_batch(int64_t iteration) {
+    Batch batch = prefetch_.valid() && prefetched_iteration_ == iteration ? prefetch_.get() : read_batch(iteration);
+    if (iteration + 1 < stop_) {
+      prefetched_iteration_ = iteration + 1;
+      prefetch_ = std::async(std::launch::async, [this, next = iteration + 1] { return read_batch(next); });
+    }
+    return batch;
+  }
+
+  Batch read_batch(int64_t iteration) const {
+    const int64_t epoch = iteration / schedule_.per_epoch;
+    const std::vector<int64_t> order =
+        epoch_order(static_cast<int64_t>(split_.images.size()), config_.train.seed, epoch);
+    const Shard shard = job_ != nullptr ? Shard{job_->rank(), job_->world_size()} : Shard{};
+    return load_batch(split_, order, schedule_, config_.train, iteration, options_.device, shard);
+  }
+
   /// One iteration; returns the total loss.
   double step(int64_t iteration) {
     const double factor = schedule_.factor(iteration);
     set_learning_rate(*optimizer_, config_.train, factor);
-    const int64_t epoch = iteration / schedule_.per_epoch;
-    if (epoch != order_epoch_) {
-      order_ = epoch_order(static_cast<int64_t>(split_.images.size()), config_.train.seed, epoch);
-      order_epoch_ = epoch;
-    }
-    const Shard shard = job_ != nullptr ? Shard{job_->rank(), job_->world_size()} : Shard{};
-    Batch batch = load_batch(split_, order_, schedule_, config_.train, iteration, options_.device, shard);
+    Batch batch = take_batch(iteration);
     {
       AutocastScope autocast(options_.device, precision_dtype(config_.train.precision));
       losses_ = model_->forward_train(batch.images, batch.targets);
@@ -458,8 +475,9 @@ class Trainer {
   TrainOptions options_;
   data::TrainSplit split_;
   Schedule schedule_;
-  std::vector<int64_t> order_;  ///< image order of epoch order_epoch_
-  int64_t order_epoch_ = -1;
+  int64_t stop_ = 0;                  ///< the iteration this call of run() stops at
+  std::future<Batch> prefetch_;       ///< the batch of prefetched_iteration_, being decoded
+  int64_t prefetched_iteration_ = -1;
   ms::PersonSearchModel model_;
   std::unique_ptr<torch::optim::SGD> optimizer_;
   std::map<std::string, at::Tensor> losses_;
