@@ -4,7 +4,11 @@
 #include <torch/cuda.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
+
+#include "psearch/distributed/environment.h"
+#include "psearch/distributed/local_launcher.h"
 
 namespace psearch::cli {
 
@@ -26,6 +30,23 @@ CLI::Option* add_threads_option(CLI::App* cmd, int& threads, const std::string& 
 
 void apply_threads(int threads) {
   if (threads > 0) at::set_num_threads(threads);
+}
+
+void add_job_options(CLI::App* cmd, JobArgs& job, const std::string& nproc_doc) {
+  cmd->add_option("--nproc", job.nproc, nproc_doc + "; see docs/distributed.md")
+      ->check(CLI::Range(1, 256))->capture_default_str();
+  cmd->add_option("--dist-timeout", job.dist_timeout,
+                  "Seconds a rank waits for the others (rendezvous and each collective) before it fails")
+      ->check(CLI::Range(1, 86400))->capture_default_str();
+}
+
+bool ran_as_local_job(const JobArgs& job) {
+  if (job.nproc <= 1) return false;
+  if (distributed::environment_from_variables().distributed())
+    throw std::runtime_error("--nproc starts a job itself; it cannot be used inside one (WORLD_SIZE is set)");
+  const int status = distributed::run_local_job(job.nproc, distributed::own_arguments_without("--nproc"));
+  if (status != 0) std::exit(status);
+  return true;
 }
 
 Percentiles percentiles(std::vector<double> samples) {

@@ -26,6 +26,19 @@ CLI::Option* add_threads_option(CLI::App* cmd, int& threads, const std::string& 
 /// Applies a --threads value to LibTorch's intra-op pool (0 leaves the default).
 void apply_threads(int threads);
 
+/// --nproc and --dist-timeout of the commands that run as a data-parallel job
+/// (docs/distributed.md); `nproc_doc` says what the processes share.
+struct JobArgs {
+  int nproc = 1;
+  int dist_timeout = 1800;
+};
+void add_job_options(CLI::App* cmd, JobArgs& job, const std::string& nproc_doc);
+
+/// With --nproc N > 1, runs this command as N processes on this machine (the same
+/// arguments less --nproc) and returns true once they succeeded; exits with the job's
+/// status when a process failed. Refuses --nproc inside a job. False: run as usual.
+bool ran_as_local_job(const JobArgs& job);
+
 /// Median, 10th and 90th percentile (nearest rank) of `samples`, which must not be empty.
 struct Percentiles {
   double median = 0, p10 = 0, p90 = 0;

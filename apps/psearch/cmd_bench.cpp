@@ -233,7 +233,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--precision", args->precisions,
                   "fp32, bf16, fp16 (autocast), e.g. fp32,bf16: each row after fp32 also says how its detections "
                   "agree with fp32's")
-      ->delimiter(',')->check(CLI::IsMember({"fp32", "bf16", "fp16"}))->capture_default_str();
+      ->delimiter(',')->check(CLI::IsMember(engine::precision_names()))->capture_default_str();
   add_threads_option(cmd, args->threads);
   cmd->callback([args] { run_bench(*args); });
 }

@@ -12,7 +12,6 @@
 #include <ATen/Parallel.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -22,7 +21,6 @@
 #include "commands.h"
 #include "eval_report.h"
 #include "psearch/distributed/environment.h"
-#include "psearch/distributed/local_launcher.h"
 #include "psearch/distributed/process_group.h"
 #include "psearch/engine/mixed_precision.h"
 #include "psearch/engine/run_model.h"
@@ -45,8 +43,7 @@ struct ModelArgs {
   std::string device = "cpu";
   int64_t seed = 0;
   int threads = 0;
-  int nproc = 1;
-  int dist_timeout = 1800;
+  JobArgs job;
   std::string precision = "fp32";
 };
 
@@ -141,18 +138,14 @@ evaluation::ResultsFile as_results(const data::SearchSplit& split, evaluation::S
 }
 
 void run_eval(EvalSettings settings, const ModelArgs& args) {
-  if (args.nproc > 1) {
-    const int status = distributed::run_local_job(args.nproc, distributed::own_arguments_without("--nproc"));
-    if (status != 0) std::exit(status);
-    return;
-  }
+  if (ran_as_local_job(args.job)) return;
   // In a job (--nproc, torchrun) every rank runs its share of the images and queries; the
   // results are gathered over Gloo and rank 0 scores and writes them (docs/distributed.md).
   const distributed::Environment env = distributed::environment_from_variables();
   std::unique_ptr<distributed::ProcessGroup> job;
   std::optional<distributed::ScopedModelCollectives> collectives;
   if (env.distributed()) {
-    job = std::make_unique<distributed::ProcessGroup>(env, c10::Device(c10::kCPU), std::chrono::seconds(args.dist_timeout));
+    job = std::make_unique<distributed::ProcessGroup>(env, c10::Device(c10::kCPU), std::chrono::seconds(args.job.dist_timeout));
     collectives.emplace(job.get());
     if (env.rank != 0) std::cout.setstate(std::ios_base::failbit);  // rank 0 reports
   }
@@ -217,14 +210,10 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "Seed of the random initialisation when no weights are given")
       ->capture_default_str();
   add_threads_option(cmd, args->threads);
-  cmd->add_option("--nproc", args->nproc,
-                  "Run with this many processes on this machine, each on its share of the images (docs/distributed.md)")
-      ->check(CLI::Range(1, 256))->capture_default_str();
+  add_job_options(cmd, args->job, "Run with this many processes on this machine, each on its share of the images");
   cmd->add_option("--precision", args->precision,
                   "Run the model under autocast in bf16 or fp16 (results stored as float32); docs/benchmarks.md")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))->capture_default_str();
-  cmd->add_option("--dist-timeout", args->dist_timeout, "Seconds a rank waits for the others before it fails")
-      ->check(CLI::Range(1, 86400))->capture_default_str();
+      ->check(CLI::IsMember(engine::precision_names()))->capture_default_str();
   auto check = add_protocol_options(cmd, settings);
   cmd->callback([settings, args, check] {
     check();

@@ -14,7 +14,6 @@
 #include "commands.h"
 #include "psearch/config/config.h"
 #include "psearch/distributed/environment.h"
-#include "psearch/distributed/local_launcher.h"
 #include "psearch/distributed/process_group.h"
 #include "psearch/engine/trainer.h"
 
@@ -31,8 +30,7 @@ struct TrainArgs {
   int64_t stop_after = -1;
   int threads = 0;
   bool quiet = false;
-  int nproc = 1;
-  int dist_timeout = 1800;
+  JobArgs job;
   bool rank_checkpoints = false;
 };
 
@@ -44,19 +42,13 @@ c10::Device job_device(c10::Device device, const distributed::Environment& env) 
 }
 
 void run_train(const TrainArgs& args) {
-  if (args.nproc > 1) {
-    if (distributed::environment_from_variables().distributed())
-      throw std::runtime_error("--nproc starts a job itself; it cannot be used inside one (WORLD_SIZE is set)");
-    const int status = distributed::run_local_job(args.nproc, distributed::own_arguments_without("--nproc"));
-    if (status != 0) std::exit(status);
-    return;
-  }
+  if (ran_as_local_job(args.job)) return;
   apply_threads(args.threads);
   const config::Config config = config::load_config(args.config, args.overrides);
   const distributed::Environment env = distributed::environment_from_variables();
   std::unique_ptr<distributed::ProcessGroup> job;
   const c10::Device device = job_device(parse_device(args.device), env);
-  if (env.distributed()) job = std::make_unique<distributed::ProcessGroup>(env, device, std::chrono::seconds(args.dist_timeout));
+  if (env.distributed()) job = std::make_unique<distributed::ProcessGroup>(env, device, std::chrono::seconds(args.job.dist_timeout));
   engine::TrainOptions options;
   options.job = job.get();
   options.rank_checkpoints = args.rank_checkpoints;
@@ -88,13 +80,9 @@ void add_train_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{0}, int64_t{1000000000}));
   add_threads_option(cmd, args->threads);
   cmd->add_flag("--quiet", args->quiet, "No log lines on stdout (log.jsonl is still written)");
-  cmd->add_option("--nproc", args->nproc,
+  add_job_options(cmd, args->job,
                   "Data-parallel training with this many processes on this machine (train.batch_size is the "
-                  "global batch); see docs/distributed.md")
-      ->check(CLI::Range(1, 256))->capture_default_str();
-  cmd->add_option("--dist-timeout", args->dist_timeout,
-                  "Seconds a rank waits for the others (rendezvous and each collective) before it fails")
-      ->check(CLI::Range(1, 86400))->capture_default_str();
+                  "global batch)");
   cmd->add_flag("--rank-checkpoints", args->rank_checkpoints,
                 "In a job, every rank also writes <out>/rank<r>/last.pt (to check that the ranks agree)");
   cmd->callback([args] { run_train(*args); });

@@ -124,23 +124,21 @@ int run_local_job(int nproc, const std::vector<std::string>& arguments, int grac
   }
 
   int result = 0;
-  size_t running = pids.size();
-  std::vector<bool> alive(pids.size(), true);
-  bool interrupted = false;  // Ctrl-C / SIGTERM: the ranks checkpoint and exit non-zero on purpose  // reaped pids may be reused: never signal them
-  auto signal_alive = [&](int signal, pid_t except) {
+  std::vector<bool> alive(pids.size(), true);  // reaped pids may be reused: never signal them
+  bool interrupted = false;  // Ctrl-C / SIGTERM: the ranks checkpoint and exit non-zero on purpose
+  auto signal_alive = [&](int signal) {
     for (size_t r = 0; r < pids.size(); ++r)
-      if (alive[r] && pids[r] != except) ::kill(pids[r], signal);
+      if (alive[r]) ::kill(pids[r], signal);
   };
   std::chrono::steady_clock::time_point kill_at = std::chrono::steady_clock::time_point::max();
-  while (running > 0) {
+  while (std::find(alive.begin(), alive.end(), true) != alive.end()) {
     if (const int forwarded = g_forward_signal.exchange(0); forwarded != 0) {
       interrupted = true;
-      signal_alive(forwarded, 0);
+      signal_alive(forwarded);
     }
     int status = 0;
     const pid_t done = ::waitpid(-1, &status, WNOHANG);
     if (done > 0) {
-      --running;
       size_t rank = 0;
       while (rank < pids.size() && pids[rank] != done) ++rank;
       if (rank < pids.size()) alive[rank] = false;
@@ -149,13 +147,13 @@ int run_local_job(int nproc, const std::vector<std::string>& arguments, int grac
         result = code;
         if (!interrupted)
           std::cerr << "rank " << rank << " failed (exit status " << code << "); stopping the others" << std::endl;
-        signal_alive(SIGTERM, 0);
+        signal_alive(SIGTERM);
         kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(grace_seconds);
       }
       continue;
     }
     if (std::chrono::steady_clock::now() > kill_at) {
-      signal_alive(SIGKILL, 0);
+      signal_alive(SIGKILL);
       kill_at = std::chrono::steady_clock::time_point::max();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -18,14 +18,10 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "psearch/util/strings.h"
+
 namespace psearch::distributed {
 namespace {
-
-/// The first line of a c10 error (its message without LibTorch's backtrace).
-std::string first_line(const c10::Error& e) {
-  std::string text = e.what_without_backtrace();
-  return text.substr(0, text.find('\n'));
-}
 
 std::runtime_error failed(int rank, const char* what, const std::string& reason) {
   return std::runtime_error("rank " + std::to_string(rank) + ": " + what +
@@ -38,11 +34,19 @@ auto translate_errors(int rank, const char* what, F&& f) -> decltype(f()) {
   try {
     return f();
   } catch (const c10::Error& e) {
-    throw failed(rank, what, first_line(e));
+    throw failed(rank, what, util::first_line(e.what_without_backtrace()));
   } catch (const std::exception& e) {  // Gloo's own (gloo::IoException: a peer closed its connection)
-    const std::string text = e.what();
-    throw failed(rank, what, text.substr(0, text.find('\n')));
+    throw failed(rank, what, util::first_line(e.what()));
   }
+}
+
+/// Runs the collective `op` on `t` in place: Gloo needs a contiguous tensor, so a
+/// non-contiguous one goes through a contiguous copy.
+template <class Op>
+void in_place(at::Tensor& t, Op&& op) {
+  std::vector<at::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
+  op(one)->wait();
+  if (!one[0].is_same(t)) t.copy_(one[0]);
 }
 
 bool is_loopback(const std::string& host) {
@@ -106,7 +110,7 @@ ProcessGroup::ProcessGroup(const Environment& env, c10::Device device, std::chro
     groups_->model = make_group(c10::make_intrusive<c10d::PrefixStore>("model", groups_->store), env, device, timeout);
   } catch (const c10::Error& e) {
     throw std::runtime_error("rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size) +
-                             ": cannot join the job at " + where + ": " + first_line(e));
+                             ": cannot join the job at " + where + ": " + util::first_line(e.what_without_backtrace()));
   }
 }
 
@@ -131,12 +135,8 @@ void ProcessGroup::require_same(const std::string& what, const std::string& valu
 
 void ProcessGroup::broadcast_from_rank0(std::vector<at::Tensor>& tensors) {
   translate_errors(env_.rank, "broadcasting the model", [&] {
-    for (at::Tensor& t : tensors) {
-      // Gloo broadcasts one contiguous tensor per call; parameters usually are contiguous.
-      std::vector<at::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
-      groups_->model->broadcast(one, c10d::BroadcastOptions{0})->wait();
-      if (!one[0].is_same(t)) t.copy_(one[0]);
-    }
+    for (at::Tensor& t : tensors)  // one tensor per call, as Gloo broadcasts
+      in_place(t, [&](std::vector<at::Tensor>& one) { return groups_->model->broadcast(one, c10d::BroadcastOptions{0}); });
   });
 }
 
@@ -187,9 +187,7 @@ at::Tensor ProcessGroup::all_gather_rows(const at::Tensor& rows) {
 
 void ProcessGroup::all_reduce_sum(at::Tensor& values) {
   translate_errors(env_.rank, "summing values over the ranks", [&] {
-    std::vector<at::Tensor> one{values.is_contiguous() ? values : values.contiguous()};
-    groups_->model->allreduce(one)->wait();
-    if (!one[0].is_same(values)) values.copy_(one[0]);
+    in_place(values, [&](std::vector<at::Tensor>& one) { return groups_->model->allreduce(one); });
   });
 }
 

@@ -13,6 +13,11 @@
 
 namespace psearch::engine {
 
+const std::vector<std::string>& precision_names() {
+  static const std::vector<std::string> names{"fp32", "bf16", "fp16"};
+  return names;
+}
+
 at::ScalarType precision_dtype(const std::string& precision) {
   if (precision == "fp32") return at::kFloat;
   if (precision == "bf16") return at::kBFloat16;

@@ -10,7 +10,10 @@
 
 namespace psearch::engine {
 
-/// "fp32" (none), "bf16" or "fp16" -> the autocast dtype (Float for fp32).
+/// The precision names: "fp32" (no autocast), "bf16", "fp16".
+const std::vector<std::string>& precision_names();
+
+/// A name of precision_names() -> the autocast dtype (Float for fp32).
 at::ScalarType precision_dtype(const std::string& precision);
 
 /// Enables autocast on `device` with `dtype` for its lifetime (nothing for Float), and

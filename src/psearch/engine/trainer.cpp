@@ -392,6 +392,7 @@ class Trainer {
   double step(int64_t iteration) {
     const double factor = schedule_.factor(iteration);
     set_learning_rate(*optimizer_, config_.train, factor);
+    lr_ = config_.train.lr * factor;
     Batch batch = take_batch(iteration);
     {
       AutocastScope autocast(options_.device, precision_dtype(config_.train.precision));
@@ -410,7 +411,6 @@ class Trainer {
     // job the averaged gradients hold the overflow on every rank, so all ranks skip).
     if (scaler_ != nullptr && scaler_->unscale_and_update(model_->parameters())) {
       ++skipped_steps_;
-      lr_ = config_.train.lr * factor;
       return total;
     }
     // The norm before clipping is logged: a run whose norm always exceeds the bound is
@@ -420,7 +420,6 @@ class Trainer {
         config_.train.clip_grad_norm > 0 ? config_.train.clip_grad_norm : std::numeric_limits<double>::infinity());
     if (!std::isfinite(grad_norm_)) throw diverged("gradient norm", grad_norm_, iteration);
     optimizer_->step();
-    lr_ = config_.train.lr * factor;
     return total;
   }
 

@@ -29,9 +29,6 @@ class BatchNormImpl : public torch::nn::Module {
   /// [N, C] or [N, C, *] -> the same shape.
   at::Tensor forward(const at::Tensor& x);
 
-  double eps() const { return eps_; }
-  double momentum() const { return momentum_; }
-
   at::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
  private:

@@ -27,7 +27,6 @@
 /// query frame: f' is the mean point feature of the anchors whose decoded boxes overlap
 /// the query box (or the best one), f = CSA inside the query box.
 #include <ATen/core/Tensor.h>
-#include "psearch/modeling/layers/batch_norm.h"
 
 #include <map>
 #include <string>
@@ -36,6 +35,7 @@
 #include "psearch/config/config.h"
 #include "psearch/modeling/backbone/fpn.h"
 #include "psearch/modeling/input/image_transform.h"
+#include "psearch/modeling/layers/batch_norm.h"
 #include "psearch/modeling/losses/oim_loss.h"
 #include "psearch/modeling/one_stage/cross_scale_aggregation.h"
 #include "psearch/modeling/one_stage/dense_detection.h"

@@ -5,10 +5,10 @@
 #include <ATen/ops/upsample_bilinear2d.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/grad_mode.h>
-#include "psearch/modeling/layers/batch_norm.h"
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 
+#include "psearch/modeling/layers/batch_norm.h"
 #include "psearch/modeling/losses/nae_plus.h"
 
 namespace psearch::modeling {

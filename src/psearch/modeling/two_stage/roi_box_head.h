@@ -10,7 +10,6 @@
 #include <torch/arg.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
-#include "psearch/modeling/layers/batch_norm.h"
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
@@ -22,6 +21,7 @@
 #include "psearch/boxes/box_coder.h"
 #include "psearch/boxes/matcher.h"
 #include "psearch/boxes/sampler.h"
+#include "psearch/modeling/layers/batch_norm.h"
 
 namespace psearch::config {
 struct RoiHeadsConfig;
