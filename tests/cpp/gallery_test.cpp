@@ -18,8 +18,10 @@
 #include <iterator>
 #include <set>
 
+#include "psearch/gallery/gallery_model.h"
 #include "psearch/gallery/gallery_store.h"
 #include "psearch/gallery/vector_index.h"
+#include "psearch/modeling/pretrained_weights.h"
 #include "test_util.h"
 
 namespace psearch::gallery {
@@ -186,6 +188,21 @@ TEST_F(GalleryStoreTest, RefusesFilesThatAreNoGallery) {
   } catch (const std::runtime_error& e) {
     EXPECT_EQ(std::string(e.what()).rfind(path(), 0), 0u) << e.what();
   }
+}
+
+// A gallery built by the pretrained separate pipeline records a hash of the settings that
+// shape its embeddings: training keys must not change it (train.precision once did, and
+// every existing gallery stopped opening), a model or inference key must.
+TEST(GalleryModel, PretrainedIdentityIgnoresTrainingKeysOnly) {
+  namespace pm = psearch::modeling;
+  for (const char* name : {pm::kSSDLitePerson, pm::kMobileNetV2ImageNet})
+    if (!std::filesystem::exists(pm::pretrained_weights_path(name)))
+      GTEST_SKIP() << name << " not converted: set-up has not run (scripts/setup.sh)";
+  const c10::Device cpu(c10::kCPU);
+  const std::string plain = load_gallery_model("", "separate", {}, cpu).identity.sha256;
+  EXPECT_EQ(load_gallery_model("", "separate", {"train.precision=bf16", "train.lr=0.5"}, cpu).identity.sha256, plain);
+  EXPECT_NE(load_gallery_model("", "separate", {"inference.det_thresh=0.3"}, cpu).identity.sha256, plain);
+  EXPECT_NE(load_gallery_model("", "separate", {"model.separate.detector_input_size=[320, 320]"}, cpu).identity.sha256, plain);
 }
 
 }  // namespace

@@ -14,7 +14,10 @@ namespace {
 
 std::string absolute(const std::string& path) { return std::filesystem::absolute(path).lexically_normal().string(); }
 
-/// Identity of a model built from weight files: its config and the files' contents.
+/// Identity of a model built from weight files: the settings that shape its embeddings
+/// and the files' contents. Only model and inference keys that differ from their defaults
+/// count, so that new keys elsewhere (train.precision was one) or new keys whose default
+/// keeps the old behaviour do not orphan existing galleries.
 std::string pretrained_hash(const config::Config& config) {
   const auto& s = config.model.separate;
   const std::string detector =
@@ -22,11 +25,15 @@ std::string pretrained_hash(const config::Config& config) {
   const std::string embedder = s.embedder_weights.empty()
                                    ? modeling::pretrained_weights_path(modeling::kMobileNetV2ImageNet)
                                    : s.embedder_weights;
-  // Weight paths do not matter, their contents do: hash the config without them.
-  config::Config canonical = config;
+  // Weight paths do not matter, their contents do.
+  config::Config canonical;
+  canonical.model = config.model;
+  canonical.inference = config.inference;
   canonical.model.separate.detector_weights.clear();
   canonical.model.separate.embedder_weights.clear();
-  return util::sha256_text(config::to_yaml(canonical) + util::sha256_file(detector) + util::sha256_file(embedder));
+  std::string settings = "psearch pretrained identity 2\n";
+  for (const std::string& change : config::differing_keys(canonical, config::Config{})) settings += change + "\n";
+  return util::sha256_text(settings + util::sha256_file(detector) + util::sha256_file(embedder));
 }
 
 }  // namespace
@@ -73,7 +80,9 @@ GalleryModel load_recorded_model(const ModelIdentity& recorded, const std::strin
   if (out.identity.sha256 != recorded.sha256 || out.identity.type != recorded.type)
     throw std::runtime_error((pretrained ? std::string("the pretrained weight files") : file) + " (" + out.identity.type +
                              ", sha256 " + out.identity.sha256.substr(0, 12) + ") is not the model the gallery was built with (" +
-                             recorded.type + ", sha256 " + recorded.sha256.substr(0, 12) + ")");
+                             recorded.type + ", sha256 " + recorded.sha256.substr(0, 12) +
+                             "); index into a new gallery file" +
+                             (pretrained ? " (galleries of psearch before 2026-12-07 recorded a hash of every config key)" : ""));
   return out;
 }
 
