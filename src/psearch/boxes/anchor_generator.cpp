@@ -1,4 +1,5 @@
 #include "psearch/boxes/anchor_generator.h"
+#include "psearch/util/traceable.h"
 
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
@@ -16,8 +17,8 @@ namespace {
 // dtype), so rounding matches even when float64 anchors are requested.
 at::Tensor make_cell_anchors(const std::vector<double>& sizes, const std::vector<double>& ratios) {
   const auto opts = at::TensorOptions().dtype(at::kFloat);
-  const at::Tensor scales = at::tensor(sizes, opts);   // [S]
-  const at::Tensor ar = at::tensor(ratios, opts);      // [R]
+  const at::Tensor scales = util::host_tensor(sizes, opts);   // [S]
+  const at::Tensor ar = util::host_tensor(ratios, opts);      // [R]
   const at::Tensor h_ratios = ar.sqrt();
   // torchvision writes 1 / h_ratios, which Python evaluates as reciprocal(h_ratios) * 1.
   const at::Tensor w_ratios = h_ratios.reciprocal();

@@ -1,6 +1,7 @@
 #include "psearch/boxes/box_coder.h"
 
 #include "psearch/boxes/box_ops.h"
+#include "psearch/util/traceable.h"
 
 #include <ATen/ops/cat.h>
 #include <ATen/ops/scalar_tensor.h>
@@ -121,11 +122,13 @@ at::Tensor BoxCoder::decode(const at::Tensor& rel_codes, const std::vector<at::T
     TORCH_CHECK(rel_codes.numel() % (4 * box_sum) == 0, "BoxCoder::decode: rel_codes ",
                 rel_codes.sizes(), " does not hold 4 * K codes for each of the ", box_sum,
                 " boxes");
-    codes = rel_codes.reshape({box_sum, -1});
+    // Rows by -1 and columns by value: the box count may change under tracing, the
+    // number of codes per box does not.
+    codes = rel_codes.reshape({-1, rel_codes.numel() / box_sum});
   }
   at::Tensor pred = decode_single(codes, at::cat(boxes, 0));
   if (box_sum > 0) {
-    pred = pred.reshape({box_sum, -1, 4});
+    pred = pred.reshape({-1, codes.size(1) / 4, 4});
   }
   return pred;
 }

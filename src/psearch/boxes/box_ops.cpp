@@ -62,11 +62,11 @@ at::Tensor clip_boxes_to_image(const at::Tensor& boxes, std::array<int64_t, 2> i
   TORCH_CHECK(height >= 0 && width >= 0,
               "clip_boxes_to_image: image_size (height, width) must be non-negative, got (", height,
               ", ", width, ")");
-  const at::Tensor xs = boxes.slice(-1, 0, 4, 2).clamp(0, width);   // [..., 2]: x1, x2
-  const at::Tensor ys = boxes.slice(-1, 1, 4, 2).clamp(0, height);  // [..., 2]: y1, y2
-  // Stacking on a new last axis gives [..., 2 (x1/x2 pair), 2 (x, y)], which flattens
-  // back to x1, y1, x2, y2.
-  return at::stack({xs, ys}, boxes.dim()).reshape(boxes.sizes());
+  // Coordinate by coordinate and stacked back: no reshape, so that a traced graph (psearch
+  // export) follows any box count, and its ONNX form works on zero boxes too.
+  const at::Tensor x1 = boxes.select(-1, 0).clamp(0, width), y1 = boxes.select(-1, 1).clamp(0, height);
+  const at::Tensor x2 = boxes.select(-1, 2).clamp(0, width), y2 = boxes.select(-1, 3).clamp(0, height);
+  return at::stack({x1, y1, x2, y2}, -1);
 }
 
 at::Tensor remove_small_boxes(const at::Tensor& boxes, double min_size) {

@@ -3,6 +3,7 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/from_blob.h>
 #include <opencv2/core.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/videoio.hpp>
 
 #include <filesystem>
@@ -12,6 +13,9 @@ namespace psearch::data {
 
 VideoReader::VideoReader(const std::string& path) : path_(path), capture_(std::make_unique<cv::VideoCapture>()) {
   if (!std::filesystem::is_regular_file(path)) throw std::runtime_error(path + ": no such file");
+  // A file no backend decodes makes every backend log its own failure (GStreamer warnings,
+  // the image-sequence backend's exception); our one-line error below says it all.
+  cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
   if (!capture_->open(path) || !capture_->isOpened())
     throw std::runtime_error(path + ": not a video that OpenCV can decode");
   frame_count_ = static_cast<int64_t>(capture_->get(cv::CAP_PROP_FRAME_COUNT));

@@ -65,6 +65,7 @@ GalleryModel load_gallery_model(const std::string& checkpoint, const std::string
   out.det_thresh = config.inference.det_thresh;
   out.batch_size = config.inference.batch_size;
   out.model = std::make_unique<modeling::PersonSearchAdapter>(model);
+  out.network = model;
   return out;
 }
 

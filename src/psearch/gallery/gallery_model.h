@@ -9,12 +9,14 @@
 #include <vector>
 
 #include "psearch/gallery/gallery_store.h"
+#include "psearch/modeling/person_search_model.h"
 #include "psearch/modeling/search_model.h"
 
 namespace psearch::gallery {
 
 struct GalleryModel {
-  std::unique_ptr<modeling::SearchModel> model;
+  std::unique_ptr<modeling::SearchModel> model;  ///< `network` behind the search interface
+  modeling::PersonSearchModel network{nullptr};
   ModelIdentity identity;
   double det_thresh = 0.5;  ///< the model's inference.det_thresh: detections kept in the gallery
   int64_t batch_size = 1;   ///< its inference.batch_size: frames per forward pass

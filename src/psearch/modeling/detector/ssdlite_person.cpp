@@ -19,6 +19,7 @@
 #include "psearch/checkpoint/state_dict.h"
 #include "psearch/modeling/pretrained_weights.h"
 #include "psearch/ops/ops.h"
+#include "psearch/util/traceable.h"
 
 namespace psearch::modeling {
 namespace {
@@ -166,7 +167,7 @@ at::Tensor SSDLitePersonImpl::anchors(const std::vector<std::array<int64_t, 2>>&
           values.push_back(static_cast<float>(scale * std::sqrt(ratio) * base_w));
         }
   }
-  return at::tensor(values).view({-1, 4});
+  return util::host_tensor(values, at::kFloat).view({-1, 4});
 }
 
 at::Tensor SSDLitePersonImpl::decode(const at::Tensor& enc, const at::Tensor& anchors) {
@@ -189,7 +190,7 @@ std::vector<Detections> SSDLitePersonImpl::detect(const std::vector<at::Tensor>&
   const at::Tensor anchors = SSDLitePersonImpl::anchors(out.grid_sizes, options_.input_size()).to(device);
   const at::Tensor boxes = decode(out.box_encodings, anchors);
   const at::Tensor scores = at::sigmoid(out.class_logits.select(-1, 1));
-  const at::Tensor to_xyxy = at::tensor({1, 0, 3, 2}, at::kLong).to(device);
+  const at::Tensor to_xyxy = util::host_tensor(std::vector<int64_t>{1, 0, 3, 2}, at::kLong).to(device);
   std::vector<Detections> result;
   for (size_t i = 0; i < frames.size(); ++i) {
     // As TF's graph: score threshold, NMS on the unclipped boxes, then clipping to the
@@ -204,7 +205,7 @@ std::vector<Detections> SSDLitePersonImpl::detect(const std::vector<at::Tensor>&
     b = b.index({has_area});
     s = s.index({has_area});
     const double frame_h = frames[i].size(1), frame_w = frames[i].size(2);
-    const at::Tensor scale = at::tensor({frame_w, frame_h, frame_w, frame_h}, at::kFloat).to(device);
+    const at::Tensor scale = util::host_tensor(std::vector<double>{frame_w, frame_h, frame_w, frame_h}, at::kFloat).to(device);
     result.push_back(Detections{(b * scale).cpu(), s.cpu(), {}});
   }
   return result;

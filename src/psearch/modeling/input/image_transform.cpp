@@ -1,6 +1,7 @@
 #include "psearch/modeling/input/image_transform.h"
 
 #include <ATen/TensorOperators.h>
+#include <ATen/ops/constant_pad_nd.h>
 #include <ATen/ops/flip.h>
 #include <ATen/ops/rand.h>
 #include <ATen/ops/scalar_tensor.h>
@@ -14,6 +15,7 @@
 #include <cmath>
 
 #include "psearch/config/config.h"
+#include "psearch/util/traceable.h"
 
 namespace psearch::modeling {
 
@@ -88,8 +90,8 @@ at::Tensor ImageTransform::normalize(const at::Tensor& image) const {
   const auto channels = static_cast<int64_t>(options_.mean().size());
   check_image(image, channels, "ImageTransform");
   // mean/std in the image's dtype (float32 values of the doubles), as torch.as_tensor does.
-  const at::Tensor mean = at::tensor(options_.mean(), image.options()).view({channels, 1, 1});
-  const at::Tensor std = at::tensor(options_.std(), image.options()).view({channels, 1, 1});
+  const at::Tensor mean = util::host_tensor(options_.mean(), image.options()).view({channels, 1, 1});
+  const at::Tensor std = util::host_tensor(options_.std(), image.options()).view({channels, 1, 1});
   return (image - mean) / std;
 }
 
@@ -112,12 +114,12 @@ at::Tensor ImageTransform::batch_images(const std::vector<at::Tensor>& images) c
   const auto stride = static_cast<double>(options_.size_divisible());
   h = static_cast<int64_t>(std::ceil(static_cast<double>(h) / stride) * stride);
   w = static_cast<int64_t>(std::ceil(static_cast<double>(w) / stride) * stride);
-  at::Tensor batch = at::zeros({static_cast<int64_t>(images.size()), c, h, w}, images[0].options());
-  for (size_t i = 0; i < images.size(); ++i) {
-    const auto& img = images[i];
-    batch[static_cast<int64_t>(i)].narrow(1, 0, img.size(1)).narrow(2, 0, img.size(2)).copy_(img);
-  }
-  return batch;
+  // Zero padding at the bottom and right as an operator, not a copy into a slice of a
+  // zero tensor: a traced graph (psearch export) keeps the image as its input, which an
+  // in-place copy would hide from the ONNX exporter.
+  std::vector<at::Tensor> padded;
+  for (const auto& img : images) padded.push_back(at::constant_pad_nd(img, {0, w - img.size(2), 0, h - img.size(1)}, 0));
+  return at::stack(padded);
 }
 
 TransformedBatch ImageTransform::operator()(const std::vector<at::Tensor>& images,

@@ -1,10 +1,12 @@
 #include "psearch/modeling/losses/nae_plus.h"
+#include "psearch/util/traceable.h"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/binary_cross_entropy_with_logits.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/sigmoid.h>
 #include <ATen/ops/tensor.h>
+#include <ATen/ops/zeros.h>
 
 #include <algorithm>
 #include <cmath>
@@ -129,14 +131,13 @@ at::Tensor nae_plus_scores(const at::Tensor& logits, const std::vector<int64_t>&
   // over the whole batch, which is the same for its one-image test batches.
   const at::Tensor mean_prob = at::sigmoid(logits).mean({1, 2, 3});
   std::vector<at::Tensor> per_image;
-  int64_t offset = 0;
-  for (int64_t n : boxes_per_image) {
-    if (n == 0) continue;
-    const at::Tensor block = mean_prob.narrow(0, offset, n);
-    per_image.push_back(block / block.max().clamp_min(1e-12));
-    offset += n;
+  for (const at::Tensor& block : util::split_rows(mean_prob, boxes_per_image)) {
+    // The maximum over the block and 0 (probabilities are positive, so the same value):
+    // an image without boxes then needs no branch on its count, which tracing would freeze.
+    const at::Tensor best = at::cat({block, at::zeros({1}, block.options())}).max();
+    per_image.push_back(block / best.clamp_min(1e-12));
   }
-  return per_image.empty() ? mean_prob : at::cat(per_image);
+  return at::cat(per_image);
 }
 
 at::Tensor nae_plus_embedding(const at::Tensor& pooled, const at::Tensor& scores) {

@@ -68,7 +68,6 @@ at::Tensor CrossScaleAggregationImpl::attention(const at::Tensor& point_features
 
 at::Tensor CrossScaleAggregationImpl::forward(const at::Tensor& point_features, const at::Tensor& boxes,
                                               const PyramidCells& cells) {
-  if (point_features.size(0) == 0) return point_features;
   return point_features + attention(point_features, boxes, cells).matmul(cells.features);
 }
 

@@ -132,10 +132,14 @@ DenseCandidates DenseDetector::detect(const DensePredictions& p, const at::Tenso
   int64_t offset = 0;
   for (const int64_t n : p.anchors_per_level) {
     const at::Tensor scores = at::sigmoid(logits.narrow(0, offset, n)).flatten();
-    const at::Tensor kept = at::where(scores > options_.score_thresh())[0];
-    const int64_t k = std::min(options_.topk_candidates(), kept.numel());
-    auto [top_scores, top] = at::topk(scores.index_select(0, kept), k);
-    const at::Tensor flat = kept.index_select(0, top);
+    // torchvision thresholds first and then takes the top-k of what is left; the top-k of
+    // all scores, thresholded after, is the same set in the same order, and its k depends
+    // on the level's size only, not on the data (so tracing does not freeze it).
+    const int64_t k = std::min(options_.topk_candidates(), scores.numel());
+    auto [top_scores_all, top_all] = at::topk(scores, k);
+    const at::Tensor above = at::where(top_scores_all > options_.score_thresh())[0];
+    const at::Tensor top_scores = top_scores_all.index_select(0, above);
+    const at::Tensor flat = top_all.index_select(0, above);
     const at::Tensor anchor_idx = flat.div(num_classes, "floor") + offset;
     const at::Tensor decoded =
         box_coder_.decode_single(deltas.index_select(0, anchor_idx), anchors.index_select(0, anchor_idx));

@@ -6,6 +6,7 @@
 #include <ATen/ops/stack.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/ones_like.h>
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/topk.h>
@@ -220,7 +221,7 @@ std::vector<Detections> PCNetModelImpl::detect(const std::vector<at::Tensor>& im
     const at::Tensor boxes = c.all.boxes.index_select(0, c.keep);
     const at::Tensor reid = f.head.reid[image];
     at::Tensor point = reid.index_select(0, c.all.anchor_index.index_select(0, c.keep));
-    if (aggregation_iou > 0 && boxes.size(0) > 0) {
+    if (aggregation_iou > 0) {
       // Mean point feature of the candidates overlapping each detection (itself included).
       const at::Tensor overlap = (boxes::box_iou(boxes, c.all.boxes) >= aggregation_iou).to(reid.dtype());
       point = overlap.matmul(reid.index_select(0, c.all.anchor_index)) / overlap.sum(1, true).clamp_min(1);
@@ -261,8 +262,8 @@ std::vector<at::Tensor> PCNetModelImpl::embed(const std::vector<at::Tensor>& ima
       const int64_t k = std::min<int64_t>(o.query_overlap_topk, iou.size(1));
       auto [values, idx] = at::topk(iou, k, 1);  // [K, k], best first
       at::Tensor use = (values >= o.query_overlap_iou).to(reid.dtype());
-      use.select(1, 0).fill_(1);
-      point = (use.unsqueeze(2) * reid.index_select(0, idx.reshape(-1)).view({idx.size(0), k, -1})).sum(1) /
+      use = at::cat({at::ones_like(use.narrow(1, 0, 1)), use.narrow(1, 1, k - 1)}, 1);  // out of place: ONNX export
+      point = (use.unsqueeze(2) * reid.index_select(0, idx.reshape(-1)).view({-1, k, reid.size(1)})).sum(1) /
               use.sum(1, true);
     }
     out.push_back(embeddings(aggregate(f, image, point, query_boxes.to(reid.dtype()))));

@@ -5,6 +5,7 @@
 #include <ATen/ops/full.h>
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <c10/core/GradMode.h>
 
 #include <stdexcept>
@@ -12,6 +13,7 @@
 #include "psearch/modeling/layers/normalize.h"
 #include "psearch/modeling/model_registry.h"
 #include "psearch/ops/ops.h"
+#include "psearch/util/traceable.h"
 
 namespace psearch::modeling {
 namespace {
@@ -59,13 +61,13 @@ std::vector<at::Tensor> SeparatePipelineImpl::embed(const std::vector<at::Tensor
 at::Tensor SeparatePipelineImpl::embed_boxes(const at::Tensor& image, const at::Tensor& boxes) {
   c10::NoGradGuard no_grad;
   const auto device = embedder_->parameters().front().device();
-  const int64_t dim = embedding_dim();
-  if (boxes.size(0) == 0) return at::zeros({0, dim});
-  const at::Tensor mean = at::tensor(mean_, at::kFloat).view({3, 1, 1}).to(device);
-  const at::Tensor std = at::tensor(std_, at::kFloat).view({3, 1, 1}).to(device);
+  const at::Tensor mean = util::host_tensor(mean_, at::kFloat).view({3, 1, 1}).to(device);
+  const at::Tensor std = util::host_tensor(std_, at::kFloat).view({3, 1, 1}).to(device);
   const at::Tensor normalised = ((image.to(device, at::kFloat) - mean) / std).unsqueeze(0);
   const at::Tensor b = boxes.to(device, at::kFloat);
-  const at::Tensor rois = at::cat({at::zeros({b.size(0), 1}, b.options()), b}, 1);
+  // No branch on the box count and no count in a shape: a traced graph (psearch export)
+  // must follow any number of boxes, none included.
+  const at::Tensor rois = at::cat({at::zeros_like(b.narrow(1, 0, 1)), b}, 1);
   // Bilinear crops, several samples per output pixel where a box is larger than the crop.
   const at::Tensor crops = ops::roi_align(normalised, rois, 1.0, options_.crop_size.at(0), options_.crop_size.at(1),
                                           /*sampling_ratio=*/0, /*aligned=*/true);

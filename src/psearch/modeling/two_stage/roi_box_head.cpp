@@ -7,6 +7,7 @@
 #include <ATen/ops/cat.h>
 #include <ATen/ops/cross_entropy_loss.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/full_like.h>
 #include <ATen/ops/smooth_l1_loss.h>
 #include <ATen/ops/softmax.h>
 #include <ATen/ops/zeros.h>
@@ -19,6 +20,7 @@
 #include "psearch/boxes/box_ops.h"
 #include "psearch/config/config.h"
 #include "psearch/ops/ops.h"
+#include "psearch/util/traceable.h"
 
 namespace psearch::modeling {
 namespace {
@@ -160,17 +162,18 @@ std::vector<RoIDetections> postprocess_detections_from_probs(const at::Tensor& c
   const at::Tensor pred_boxes = coder.decode(box_regression, proposals).reshape({-1, c, 4});
   const at::Tensor& pred_scores = class_probs;
 
+  std::vector<int64_t> counts;
+  for (const auto& p : proposals) counts.push_back(p.size(0));
+  const std::vector<at::Tensor> boxes_per_image = util::split_rows(pred_boxes, counts);
+  const std::vector<at::Tensor> scores_per_image = util::split_rows(pred_scores, counts);
   std::vector<RoIDetections> out;
-  int64_t start = 0;
   for (size_t i = 0; i < proposals.size(); ++i) {
-    const int64_t n = proposals[i].size(0);
-    at::Tensor b = boxes::clip_boxes_to_image(pred_boxes.narrow(0, start, n), image_sizes[i]);
-    at::Tensor s = pred_scores.narrow(0, start, n);
-    start += n;
+    at::Tensor b = boxes::clip_boxes_to_image(boxes_per_image[i], image_sizes[i]);
+    at::Tensor s = scores_per_image[i];
     // Flattened [n, C-1] (proposal-major) after dropping background, as torchvision.
     const auto lopts = class_probs.options().dtype(at::kLong);
-    at::Tensor labels = at::arange(c, lopts).view({1, -1}).expand({n, c});
-    at::Tensor prop = at::arange(n, lopts).view({-1, 1}).expand({n, c});
+    at::Tensor labels = at::arange(c, lopts).view({1, -1}).expand_as(s);
+    at::Tensor prop = util::row_numbers(s).view({-1, 1}).expand_as(s);
     using at::indexing::Slice;
     b = b.index({Slice(), Slice(1)}).reshape({-1, 4});
     s = s.index({Slice(), Slice(1)}).reshape({-1});
@@ -185,7 +188,7 @@ std::vector<RoIDetections> postprocess_detections_from_probs(const at::Tensor& c
     take((s > options.score_thresh()).nonzero().view(-1));
     take(boxes::remove_small_boxes(b, kMinDetectionSize));
     at::Tensor keep = ops::batched_nms(b, s, labels, options.nms_thresh());
-    keep = keep.narrow(0, 0, std::min<int64_t>(keep.size(0), options.detections_per_img()));
+    keep = keep.slice(0, 0, options.detections_per_img());
     take(keep);
     out.push_back({b, s, labels, prop});
   }
@@ -220,7 +223,7 @@ at::Tensor RoIBoxHeadImpl::pool(const at::Tensor& features, const std::vector<at
   for (size_t i = 0; i < proposals.size(); ++i) {
     boxes::check_boxes_2d(proposals[i], "RoIBoxHead", "proposals");
     const at::Tensor p = proposals[i].to(features.scalar_type());
-    rois.push_back(at::cat({at::full({p.size(0), 1}, static_cast<double>(i), p.options()), p}, 1));
+    rois.push_back(at::cat({at::full_like(p.narrow(1, 0, 1), static_cast<double>(i)), p}, 1));
   }
   const int64_t r = options_.pooler_resolution();
   return ops::roi_align(features, at::cat(rois), options_.spatial_scale(), r, r, options_.sampling_ratio(),

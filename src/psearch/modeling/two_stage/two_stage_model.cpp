@@ -22,6 +22,7 @@
 #include "psearch/modeling/backbone/backbone_config.h"
 #include "psearch/modeling/layers/normalize.h"
 #include "psearch/modeling/pretrained_weights.h"
+#include "psearch/util/traceable.h"
 
 namespace psearch::modeling {
 namespace {
@@ -290,7 +291,7 @@ std::vector<at::Tensor> TwoStageModelImpl::embed(const std::vector<at::Tensor>& 
   const TransformedBatch batch = test_transform_(images, boxes);
   const at::Tensor c4 = trunk_features(batch.images);
   const at::Tensor query = run_heads(c4, batch.boxes).query;
-  return query.split_with_sizes(counts(batch.boxes));
+  return util::split_rows(query, counts(batch.boxes));
 }
 
 std::string TwoStageModelImpl::type() const { return two_stage_head_name(options_.head); }
