@@ -260,9 +260,6 @@ TEST(Config, OutOfRangeValuesAreRejected) {
   EXPECT_EQ(err("model:\n  type: nae_plus\n  two_stage:\n    embedding: {pixel_size: 5}\n"),
             "x.yaml: key 'model.two_stage.embedding.pixel_size' must be half of "
             "model.two_stage.roi_heads.pooler_resolution (14) for nae_plus, got 5");
-  EXPECT_EQ(err("model:\n  type: pcnet\n  backbone: {arch: mobilenet_v2}\n"),
-            "x.yaml: key 'model.backbone.arch' must be a ResNet for model.type pcnet (mobilenet_v2 serves the "
-            "two-stage models), got mobilenet_v2");
   EXPECT_EQ(err("version: 3\n"), "x.yaml: key 'version' must be 2 (or absent: 1, migrated), got 3");
   EXPECT_EQ(err("inference:\n  nms_thresh: 1.5\n"), "x.yaml: key 'inference.nms_thresh' must be in [0, 1], got 1.5");
 }

@@ -15,6 +15,9 @@
 #include <iostream>
 #include <string>
 
+#include "psearch/checkpoint/state_dict.h"
+#include "psearch/checkpoint/torch_file.h"
+#include "psearch/modeling/backbone/fpn.h"
 #include "psearch/modeling/backbone/mobilenet_v2.h"
 #include "fixture_file.h"
 #include "test_util.h"
@@ -117,4 +120,26 @@ TEST(MobileNetV2, AnotherKindOfFileIsNamedInOneLine) {
             std::string::npos)
       << error;
   EXPECT_EQ(error.find('\n'), std::string::npos) << error;
+}
+
+// The PCNet trunk on MobileNetV2 (model.backbone.arch mobilenet_v2): C3, C4, C5 tapped
+// after features.6, 13, 18 into an FPN with P6, P7, against torchvision's BackboneWithFPN
+// over the same features with the same weights; the file's names are ours one to one.
+TEST(MobileNetV2Parity, FeaturePyramidEqualsTorchvisionBackboneWithFPN) {
+  pm::BackboneWithFPN trunk(pm::BackboneWithFPNOptions().use_mobilenet_v2(true));
+  const ck::LoadReport report = ck::load_state_dict(
+      *trunk, ck::load_tensors(psearch::test::fixture("mobilenet_v2_fpn.pth")), ck::Strictness::kStrict, "fpn file");
+  EXPECT_TRUE(report.ok()) << report.describe();
+  trunk->eval();
+  EXPECT_EQ(trunk->strides(), (std::vector<int64_t>{8, 16, 32, 64, 128}));
+  c10::NoGradGuard no_grad;
+  const std::vector<at::Tensor> levels = trunk->forward(get("image"));
+  ASSERT_EQ(levels.size(), 5u);
+  for (size_t l = 0; l < levels.size(); ++l) {
+    const at::Tensor expected = get("fpn." + std::to_string(l));
+    ASSERT_EQ(levels[l].sizes(), expected.sizes()) << "P" << l + 3;
+    const double err = relative_error(levels[l], expected);
+    std::cout << "[ parity   ] MobileNetV2 FPN P" << l + 3 << " max rel error " << err << "\n";
+    EXPECT_LT(err, 1e-4) << "P" << l + 3;
+  }
 }

@@ -152,7 +152,7 @@ TEST(RetinaNetParity, TrainingLossesMatchTorchvision) {
 
 TEST(RetinaNetFiles, ResNetFileIsNamedAsSuch) {
   pm::RetinaNet model(pm::RetinaNetOptions().backbone(
-      pm::ResNetFPNOptions().resnet(pm::ResNetOptions().depth(18))));
+      pm::BackboneWithFPNOptions().resnet(pm::ResNetOptions().depth(18))));
   const std::string path = psearch::test::fixture("resnet18.pth");
   const std::string error = psearch::test::error_of([&] { pm::load_torchvision_retinanet(*model, path); });
   EXPECT_EQ(error, path + ": is a torchvision ResNet classifier checkpoint, not a torchvision RetinaNet checkpoint "

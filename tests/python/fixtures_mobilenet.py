@@ -14,6 +14,12 @@ write(out_dir) saves
                                 $PSEARCH_WEIGHTS_DIR/mobilenet_v2_imagenet.pth; only when that
                                 file exists (make_fixtures reruns this module when the file's
                                 sidecar appears or changes: WEIGHTS below)
+    fpn.<l>                     P3 .. P7 (l = 0 .. 4) of torchvision's BackboneWithFPN on the
+                                random model's features, tapped after features.6, 13, 18
+                                (32, 96, 1280 ch) with LastLevelP6P7(256, 256) (P6 from P5),
+                                the trunk PCNet uses with model.backbone.arch mobilenet_v2
+  out_dir/mobilenet_v2_fpn.pth     that BackboneWithFPN's state_dict under psearch's names
+                                   (body.features.<i>.*, fpn.*; no BN counters)
 """
 
 import os
@@ -81,7 +87,29 @@ def write(out):
         fx.update({f"imagenet.{k}": v for k, v in _taps(real, image).items()})
     else:
         print(f"fixtures_mobilenet: {imagenet} not converted (scripts/setup.sh), imagenet.* fixtures skipped")
+    fx.update(_fpn(model, image, out, gen))
     _atomic_save(fx, out / "mobilenet_v2.pt")
+
+
+def _fpn(model, image, out, gen):
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+    torch.manual_seed(12)
+    trunk = BackboneWithFPN(model.features, return_layers={"6": "0", "13": "1", "18": "2"},
+                            in_channels_list=[32, 96, 1280], out_channels=256,
+                            extra_blocks=LastLevelP6P7(256, 256)).eval()
+    with torch.no_grad():
+        for name, p in trunk.fpn.named_parameters():  # non-zero biases, so that they are checked
+            if name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+        levels = list(trunk(image).values())
+    state = {}
+    for key, value in trunk.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        state["body.features." + key[len("body."):] if key.startswith("body.") else key] = value
+    _atomic_save(state, out / "mobilenet_v2_fpn.pth")
+    return {f"fpn.{l}": level.clone() for l, level in enumerate(levels)}
 
 
 if __name__ == "__main__":

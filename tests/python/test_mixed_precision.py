@@ -90,3 +90,25 @@ def test_eval_in_bf16_stores_float32_results_close_to_fp32(tmp_path, tiny_config
         assert b["features"].dtype == torch.float32
         cosine = torch.nn.functional.cosine_similarity(a["features"], b["features"], dim=0)
         assert cosine > 0.999  # measured >= 0.99999 (random ResNet-50 features are all alike, so a floor only)
+
+
+def test_fp16_resume_continues_the_loss_scale(tmp_path):
+    """The loss scaler's state is in the checkpoint: a run stopped at iteration 2 and
+    resumed logs the same loss scale at iterations 3 and 4 as an uninterrupted run (before,
+    the resumed run restarted at 65536 and skipped steps again)."""
+    root = tmp_path / "prw"
+    assert run("synth", "--format", "prw", "--size", "tiny", "--seed", "5", "--out", str(root)).returncode == 0
+    config = tmp_path / "oim.yaml"
+    config.write_text(TINY_CONFIG.format(type="oim", length=4, every=2, root=root))
+    common = ["--config", str(config), "--quiet", "train.precision=fp16", *TAKE_ALL]
+    assert run("train", *common, "--out", str(tmp_path / "whole")).returncode == 0
+    first = run("train", *common, "--out", str(tmp_path / "split"), "--stop-after", "2")
+    assert first.returncode == 0, first.stderr
+    second = run("train", *common, "--out", str(tmp_path / "split"), "--resume")
+    assert second.returncode == 0, second.stderr
+    whole = [json.loads(line) for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
+    split = [json.loads(line) for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert [e["loss_scale"] for e in split] == [e["loss_scale"] for e in whole]
+    assert whole[0]["loss_scale"] < 65536.0  # the scale did move, so a restart would show
+    saved = torch.jit.load(str(tmp_path / "whole" / "final.pt")).loss_scaler
+    assert float(saved[0]) == whole[-1]["loss_scale"]

@@ -179,13 +179,19 @@ def test_eval_checkpoint_saves_results_that_eval_results_scores_alike(tmp_path, 
         assert context["features"].shape[1] == 32
 
 
-@pytest.mark.parametrize("variant", ["pcnet", "pcnet_dagger"])
+@pytest.mark.parametrize("variant", ["pcnet", "pcnet_dagger", "pcnet_mnv2"])
 def test_pcnet_trains_and_evaluates_through_the_same_commands(tmp_path, tiny_prw, variant):
-    """The one-stage family goes through the same train / eval / eval-results path."""
+    """The one-stage family goes through the same train / eval / eval-results path, on a
+    ResNet or on set-up's ImageNet MobileNetV2 trunk."""
     import json
 
     config = write_config(tmp_path, tiny_prw, type="pcnet", length=2, every=1)
     extra = []
+    if variant == "pcnet_mnv2":
+        weights = pathlib.Path(os.environ.get("PSEARCH_WEIGHTS_DIR") or pathlib.Path.home() / ".cache/psearch/weights")
+        if not (weights / "mobilenet_v2_imagenet.pth").is_file():
+            pytest.skip("the ImageNet MobileNetV2 is not converted (scripts/setup.sh)")
+        extra = ["model.backbone.arch=mobilenet_v2", "model.backbone.weights=imagenet"]
     if variant == "pcnet_dagger":
         extra = ["model.one_stage.aspect_ratios=[[1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0]]",
                  "model.one_stage.anchor_sizes=[[32, 40], [64, 80], [128, 161], [256, 322], [512, 645]]"]

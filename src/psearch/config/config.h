@@ -48,7 +48,7 @@ struct BackboneConfig {
   template <class V>
   void visit(V& v) {
     v.choice("arch", arch, {"resnet18", "resnet34", "resnet50", "mobilenet_v2"},
-             "trunk; two-stage models run it to stride 16 (ResNet conv1..conv4, MobileNetV2 features.0..13) and the rest (layer4, features.14..18) as the RoI head; mobilenet_v2 is for two-stage models");
+             "trunk; two-stage models run it to stride 16 (ResNet conv1..conv4, MobileNetV2 features.0..13) and the rest (layer4, features.14..18) as the RoI head; PCNet puts its FPN on C3..C5 (ResNet layer2..4, MobileNetV2 features.6, 13, 18)");
     v("weights", weights, "torchvision ImageNet checkpoint of model.backbone.arch (e.g. resnet50-0676ba61.pth), 'imagenet' for the MobileNetV2 that set-up installs, or for one-stage models also a torchvision RetinaNet one (trunk + FPN); empty = random init");
     v.choice("norm", norm, {"frozen", "batchnorm"}, "BatchNorm of the backbone and conv5 head: frozen statistics or trainable nn::BatchNorm2d");
     v("freeze_at", freeze_at, "0: train all; 1: freeze conv1; k >= 2: also freeze layer1..layer(k-1) (MobileNetV2: every block whose output stride is <= 2^k)");

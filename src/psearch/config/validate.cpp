@@ -86,9 +86,6 @@ void check_model(const Checker& c, const ModelConfig& m) {
   for (double v : m.pixel_std) c.positive("model.pixel_std", v);
   c.require(m.backbone.freeze_at >= 0 && m.backbone.freeze_at <= 5, "model.backbone.freeze_at", "in [0, 5]",
             text(m.backbone.freeze_at));
-  c.require(m.backbone.arch != "mobilenet_v2" || modeling::model_type(m.type).family == "two_stage",
-            "model.backbone.arch", "a ResNet for model.type " + m.type + " (mobilenet_v2 serves the two-stage models)",
-            m.backbone.arch);
   c.in_range<int64_t>("model.embedding_dim", m.embedding_dim, 1, kMaxDim);
   c.in_range<int64_t>("model.oim.num_pids", m.oim.num_pids, 0, kMaxIdentities);
   c.in_range<int64_t>("model.oim.queue_size", m.oim.queue_size, 0, kMaxIdentities);

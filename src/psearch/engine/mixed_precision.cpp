@@ -4,6 +4,7 @@
 #include <ATen/autocast_mode.h>
 #include <ATen/ops/_amp_foreach_non_finite_check_and_unscale.h>
 #include <ATen/ops/_amp_update_scale.h>
+#include <ATen/ops/cat.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/reciprocal.h>
 #include <ATen/ops/zeros.h>
@@ -72,5 +73,16 @@ bool LossScaler::unscale_and_update(const std::vector<at::Tensor>& parameters) {
 }
 
 double LossScaler::current_scale() const { return scale_.item<double>(); }
+
+at::Tensor LossScaler::state() const {
+  return at::cat({scale_.to(at::kCPU, at::kDouble), growth_tracker_.to(at::kCPU, at::kDouble)});
+}
+
+void LossScaler::restore(const at::Tensor& state) {
+  if (!state.defined() || state.numel() != 2) throw std::runtime_error("a loss-scaler state holds 2 values");
+  const at::Tensor values = state.to(at::kCPU, at::kDouble);
+  scale_.fill_(values[0].item<double>());
+  growth_tracker_.fill_(values[1].item<int64_t>());
+}
 
 }  // namespace psearch::engine

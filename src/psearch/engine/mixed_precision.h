@@ -50,6 +50,13 @@ class LossScaler {
 
   double current_scale() const;
 
+  /// [2] float64 on the CPU: the scale and the count of finite steps since it last
+  /// changed (what GradScaler's state_dict holds), for checkpoints.
+  at::Tensor state() const;
+  /// Continues from a state() of an earlier run (--resume), so a resumed fp16 run neither
+  /// restarts at the initial scale nor loses its progress towards the next growth.
+  void restore(const at::Tensor& state);
+
  private:
   at::Tensor scale_, growth_tracker_;
   double growth_factor_, backoff_factor_;

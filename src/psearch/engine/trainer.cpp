@@ -345,6 +345,8 @@ class Trainer {
       std::lock_guard<std::mutex> lock(generator.mutex());
       generator.set_state(c.rng_state);
     }
+    // A checkpoint of before 2026-12-07 has no scaler state: the scale starts afresh.
+    if (scaler_ != nullptr && c.loss_scaler.defined()) scaler_->restore(c.loss_scaler);
     return c.iteration;
   }
 
@@ -364,6 +366,7 @@ class Trainer {
     c.num_pids = model_->num_pids();
     c.state = model_state(*model_);
     c.rng_state = at::detail::getDefaultCPUGenerator().get_state();
+    if (scaler_ != nullptr) c.loss_scaler = scaler_->state();
     save_checkpoint(path, c, optimizer_.get());
   }
 

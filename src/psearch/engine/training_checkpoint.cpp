@@ -58,6 +58,7 @@ void save_checkpoint(const std::string& path, const CheckpointContents& contents
   for (const auto& [name, tensor] : contents.state) state.insert(name, tensor);
   archive.write("model", c10::IValue(state));
   if (contents.rng_state.defined()) archive.write("rng_state", contents.rng_state, /*is_buffer=*/true);
+  if (contents.loss_scaler.defined()) archive.write("loss_scaler", contents.loss_scaler, /*is_buffer=*/true);
   if (optimizer) {
     torch::serialize::OutputArchive optim;
     optimizer->save(optim);
@@ -93,6 +94,8 @@ CheckpointContents load_checkpoint(const std::string& path, torch::optim::Optimi
     for (const auto& entry : value.toGenericDict()) c.state[entry.key().toStringRef()] = entry.value().toTensor();
     at::Tensor rng;
     if (archive.try_read("rng_state", rng, /*is_buffer=*/true)) c.rng_state = rng;
+    at::Tensor scaler;
+    if (archive.try_read("loss_scaler", scaler, /*is_buffer=*/true)) c.loss_scaler = scaler;
     if (optimizer) {
       torch::serialize::InputArchive optim;
       if (!archive.try_read("optimizer", optim))

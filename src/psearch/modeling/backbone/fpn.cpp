@@ -7,6 +7,8 @@
 #include <torch/nn/init.h>
 #include <torch/nn/modules/container/sequential.h>
 
+#include <stdexcept>
+
 namespace psearch::modeling {
 namespace {
 
@@ -67,26 +69,56 @@ std::vector<at::Tensor> FeaturePyramidNetworkImpl::forward(const std::vector<at:
   return out;
 }
 
-ResNetFPNImpl::ResNetFPNImpl(const ResNetFPNOptions& options) : options_(options) {
-  ResNetOptions resnet = options.resnet();
-  resnet.last_stage("C5");
-  body_ = register_module("body", ResNet(resnet));
+BackboneWithFPNImpl::BackboneWithFPNImpl(const BackboneWithFPNOptions& options) : options_(options) {
   std::vector<int64_t> channels;
-  for (const auto& stage : options.stages()) channels.push_back(body_->channels(stage));
+  if (options.use_mobilenet_v2()) {
+    mobilenet_ = register_module("body", MobileNetV2(options.mobilenet()));
+    for (const auto& stage : options.stages()) channels.push_back(MobileNetV2Impl::channels(mobilenet_v2_block(stage)));
+  } else {
+    ResNetOptions resnet = options.resnet();
+    resnet.last_stage("C5");
+    body_ = register_module("body", ResNet(resnet));
+    for (const auto& stage : options.stages()) channels.push_back(body_->channels(stage));
+  }
   FPNOptions fpn = options.fpn();
   fpn_ = register_module("fpn", FeaturePyramidNetwork(fpn.in_channels(channels)));
 }
 
-std::vector<at::Tensor> ResNetFPNImpl::forward(const at::Tensor& images) {
-  const FeatureMap stages = body_->forward(images);
-  std::vector<at::Tensor> inputs;
-  for (const auto& stage : options_.stages()) inputs.push_back(stages.at(stage));
-  return fpn_->forward(inputs);
+int64_t BackboneWithFPNImpl::mobilenet_v2_block(const std::string& stage) {
+  if (stage == "C2") return 3;
+  if (stage == "C3") return 6;
+  if (stage == "C4") return 13;
+  if (stage == "C5") return 18;
+  throw std::invalid_argument("MobileNetV2 has no stage '" + stage + "' (C2 .. C5)");
 }
 
-std::vector<int64_t> ResNetFPNImpl::strides() const {
+std::vector<at::Tensor> BackboneWithFPNImpl::stage_outputs(const at::Tensor& images) {
+  std::vector<at::Tensor> outputs;
+  if (body_) {
+    const FeatureMap stages = body_->forward(images);
+    for (const auto& stage : options_.stages()) outputs.push_back(stages.at(stage));
+    return outputs;
+  }
+  // Blocks run once, in order; each stage's output is taken on the way (stages finest first).
+  at::Tensor x = images;
+  int64_t next = 0;
+  for (const auto& stage : options_.stages()) {
+    const int64_t block = mobilenet_v2_block(stage);
+    x = mobilenet_->run(x, next, block + 1);
+    next = block + 1;
+    outputs.push_back(x);
+  }
+  return outputs;
+}
+
+std::vector<at::Tensor> BackboneWithFPNImpl::forward(const at::Tensor& images) {
+  return fpn_->forward(stage_outputs(images));
+}
+
+std::vector<int64_t> BackboneWithFPNImpl::strides() const {
   std::vector<int64_t> out;
-  for (const auto& stage : options_.stages()) out.push_back(ResNetImpl::stride(stage));
+  for (const auto& stage : options_.stages())
+    out.push_back(body_ ? ResNetImpl::stride(stage) : MobileNetV2Impl::stride(mobilenet_v2_block(stage)));
   if (fpn_->options().p6p7()) {
     out.push_back(out.back() * 2);
     out.push_back(out.back() * 2);

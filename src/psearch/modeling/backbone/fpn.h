@@ -1,5 +1,5 @@
 #pragma once
-/// Feature pyramid network on a ResNet, with the semantics and parameter names of
+/// Feature pyramid network on a ResNet (or a MobileNetV2, see BackboneWithFPNOptions), with the semantics and parameter names of
 /// torchvision 0.26's BackboneWithFPN (torchvision.ops.FeaturePyramidNetwork with
 /// LastLevelP6P7), as retinanet_resnet50_fpn builds it: C3, C4, C5 go through 1x1 lateral
 /// convs ("inner_blocks"), the top-down path adds each coarser map upsampled by nearest
@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "psearch/modeling/backbone/mobilenet_v2.h"
 #include "psearch/modeling/backbone/resnet.h"
 
 namespace psearch::modeling {
@@ -60,19 +61,27 @@ class FeaturePyramidNetworkImpl : public torch::nn::Module {
 };
 TORCH_MODULE(FeaturePyramidNetwork);
 
-struct ResNetFPNOptions {
-  /// The ResNet; last_stage is forced to "C5".
+struct BackboneWithFPNOptions {
+  /// The ResNet body; last_stage is forced to "C5".
   TORCH_ARG(ResNetOptions, resnet);
-  /// Returned ResNet stages, finest first (RetinaNet: C3, C4, C5).
+  /// A MobileNetV2 body instead of the ResNet (model.backbone.arch mobilenet_v2), with
+  /// `mobilenet`'s options: stage C3, C4, C5 is the output of features.6 (32 ch),
+  /// features.13 (96 ch), features.18 (1280 ch), strides 8, 16, 32, the taps that
+  /// torchvision's BackboneWithFPN gets from IntermediateLayerGetter(mobilenet_v2().features,
+  /// {"6", "13", "18"}).
+  TORCH_ARG(bool, use_mobilenet_v2) = false;
+  TORCH_ARG(MobileNetV2Options, mobilenet);
+  /// Returned stages, finest first (RetinaNet: C3, C4, C5).
   TORCH_ARG(std::vector<std::string>, stages) = {"C3", "C4", "C5"};
   /// The pyramid; its in_channels are filled in from the stages.
   TORCH_ARG(FPNOptions, fpn);
 };
 
-/// ResNet + FPN (torchvision's BackboneWithFPN): parameters body.* and fpn.*.
-class ResNetFPNImpl : public torch::nn::Module {
+/// A trunk + FPN (torchvision's BackboneWithFPN): parameters body.* (the ResNet's conv1,
+/// layer1 .., or the MobileNetV2's features.*) and fpn.*.
+class BackboneWithFPNImpl : public torch::nn::Module {
  public:
-  explicit ResNetFPNImpl(const ResNetFPNOptions& options);
+  explicit BackboneWithFPNImpl(const BackboneWithFPNOptions& options);
 
   /// images: [B, 3, H, W] normalised. Returns P3 .. P7 (for the default stages), finest
   /// first, each [B, out_channels, ceil(H / s), ceil(W / s)] with s = 8 .. 128.
@@ -82,15 +91,24 @@ class ResNetFPNImpl : public torch::nn::Module {
   std::vector<int64_t> strides() const;
   int64_t out_channels() const { return fpn_->options().out_channels(); }
 
+  /// The ResNet body (null for a MobileNetV2 body).
   ResNet body() const { return body_; }
+  /// The MobileNetV2 body (null for a ResNet body).
+  MobileNetV2 mobilenet_body() const { return mobilenet_; }
   FeaturePyramidNetwork fpn() const { return fpn_; }
-  const ResNetFPNOptions& options() const { return options_; }
+  const BackboneWithFPNOptions& options() const { return options_; }
+
+  /// The MobileNetV2 block whose output is `stage` ("C2" .. "C5": 3, 6, 13, 18).
+  static int64_t mobilenet_v2_block(const std::string& stage);
 
  private:
-  ResNetFPNOptions options_;
+  std::vector<at::Tensor> stage_outputs(const at::Tensor& images);
+
+  BackboneWithFPNOptions options_;
   ResNet body_{nullptr};
+  MobileNetV2 mobilenet_{nullptr};
   FeaturePyramidNetwork fpn_{nullptr};
 };
-TORCH_MODULE(ResNetFPN);
+TORCH_MODULE(BackboneWithFPN);
 
 }  // namespace psearch::modeling

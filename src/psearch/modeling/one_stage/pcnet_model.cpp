@@ -22,6 +22,7 @@
 #include "psearch/checkpoint/state_dict.h"
 #include "psearch/checkpoint/torch_file.h"
 #include "psearch/modeling/backbone/backbone_config.h"
+#include "psearch/modeling/pretrained_weights.h"
 #include "psearch/modeling/layers/batch_norm.h"
 #include "psearch/modeling/layers/normalize.h"
 #include "psearch/modeling/losses/pcnet_losses.h"
@@ -97,10 +98,13 @@ PCNetModelImpl::PCNetModelImpl(const config::Config& config, int64_t num_pids)
   if (pids <= 0)
     throw std::invalid_argument("the OIM lookup table needs at least one identity (model.oim.num_pids, or labeled "
                                 "persons in the training split)");
-  backbone_ = register_module(
-      "backbone", ResNetFPN(ResNetFPNOptions()
-                                .resnet(resnet_options(m.backbone))
-                                .fpn(FPNOptions().p6_source(o.p6_from == "c5" ? P6Source::kC5 : P6Source::kP5))));
+  BackboneWithFPNOptions trunk;
+  trunk.fpn(FPNOptions().p6_source(o.p6_from == "c5" ? P6Source::kC5 : P6Source::kP5));
+  if (m.backbone.arch == "mobilenet_v2")
+    trunk.use_mobilenet_v2(true).mobilenet(mobilenet_v2_options(m.backbone));
+  else
+    trunk.resnet(resnet_options(m.backbone));
+  backbone_ = register_module("backbone", BackboneWithFPN(trunk));
   strides_ = backbone_->strides();
   PCNetHeadOptions head;
   head.in_channels = backbone_->out_channels();
@@ -315,7 +319,8 @@ CppPoints PCNetModelImpl::sampling_points(const at::Tensor& image) {
   return out;
 }
 
-void PCNetModelImpl::load_backbone_weights(const std::string& path) {
+void PCNetModelImpl::load_backbone_weights(const std::string& given) {
+  const std::string path = resolve_backbone_weights(given, static_cast<bool>(backbone_->mobilenet_body()));
   checkpoint::TensorMap state = checkpoint::load_tensors(path);
   if (torchvision_kind(state) == TorchvisionKind::kRetinaNet) {
     drop_bn_counters(state);
@@ -331,7 +336,10 @@ void PCNetModelImpl::load_backbone_weights(const std::string& path) {
                                report.describe());
     return;
   }
-  load_torchvision_resnet(*backbone_->body(), path, checkpoint::Strictness::kStrict);
+  if (backbone_->mobilenet_body())
+    load_torchvision_mobilenet_v2(*backbone_->mobilenet_body(), path, checkpoint::Strictness::kStrict);
+  else
+    load_torchvision_resnet(*backbone_->body(), path, checkpoint::Strictness::kStrict);
 }
 
 namespace {

@@ -103,7 +103,7 @@ class PCNetModelImpl : public PersonSearchModelImpl {
 
   const config::Config& config() const { return config_; }
   const std::vector<int64_t>& strides() const { return strides_; }
-  ResNetFPN backbone() const { return backbone_; }
+  BackboneWithFPN backbone() const { return backbone_; }
   PCNetHead head() const { return head_; }
   const DenseDetector& detector() const { return detector_; }
   const ImageTransform& test_transform() const { return test_transform_; }
@@ -118,7 +118,7 @@ class PCNetModelImpl : public PersonSearchModelImpl {
   ImageTransform train_transform_;
   ImageTransform test_transform_;
   std::vector<int64_t> strides_;
-  ResNetFPN backbone_{nullptr};
+  BackboneWithFPN backbone_{nullptr};
   PCNetHead head_{nullptr};
   CrossScaleAggregation csa_{nullptr};
   BatchNorm reid_bn_{nullptr};

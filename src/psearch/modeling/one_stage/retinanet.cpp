@@ -43,7 +43,7 @@ at::Tensor RetinaNetTowerImpl::forward(const std::vector<at::Tensor>& features) 
 
 RetinaNetImpl::RetinaNetImpl(const RetinaNetOptions& options)
     : options_(options), detector_(options.detection()), transform_(options.transform()) {
-  backbone_ = register_module("backbone", ResNetFPN(options.backbone()));
+  backbone_ = register_module("backbone", BackboneWithFPN(options.backbone()));
   head_ = register_module("head", std::make_shared<nn::Module>());
   const int64_t c = backbone_->out_channels(), a = detector_.anchors_per_cell();
   classification_ = head_->register_module(

@@ -48,7 +48,7 @@ class RetinaNetTowerImpl : public torch::nn::Module {
 TORCH_MODULE(RetinaNetTower);
 
 struct RetinaNetOptions {
-  TORCH_ARG(ResNetFPNOptions, backbone) = ResNetFPNOptions().resnet(ResNetOptions().depth(50));
+  TORCH_ARG(BackboneWithFPNOptions, backbone) = BackboneWithFPNOptions().resnet(ResNetOptions().depth(50));
   /// Classes of the sigmoid classifier (torchvision's COCO models: 91).
   TORCH_ARG(int64_t, num_classes) = 91;
   TORCH_ARG(int64_t, num_convs) = 4;
@@ -79,7 +79,7 @@ class RetinaNetImpl : public torch::nn::Module {
   /// The head outputs of a transformed batch, and the pyramid they came from.
   DensePredictions predict(const std::vector<at::Tensor>& features);
 
-  ResNetFPN backbone() const { return backbone_; }
+  BackboneWithFPN backbone() const { return backbone_; }
   const DenseDetector& detector() const { return detector_; }
   const ImageTransform& transform() const { return transform_; }
   const RetinaNetOptions& options() const { return options_; }
@@ -88,7 +88,7 @@ class RetinaNetImpl : public torch::nn::Module {
   RetinaNetOptions options_;
   DenseDetector detector_;
   ImageTransform transform_;
-  ResNetFPN backbone_{nullptr};
+  BackboneWithFPN backbone_{nullptr};
   std::shared_ptr<torch::nn::Module> head_;
   RetinaNetTower classification_{nullptr};
   RetinaNetTower regression_{nullptr};

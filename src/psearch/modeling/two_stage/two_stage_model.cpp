@@ -301,13 +301,7 @@ at::Tensor TwoStageModelImpl::trunk_features(const at::Tensor& images) {
 }
 
 void TwoStageModelImpl::load_backbone_weights(const std::string& given) {
-  // Before resolving: a ResNet trunk asking for 'imagenet' is told so whether or not the
-  // MobileNetV2 file is installed.
-  if (!options_.mobilenet && given == "imagenet")
-    throw std::runtime_error(
-        "model.backbone.weights 'imagenet' is the MobileNetV2 that set-up installs (model.backbone.arch "
-        "mobilenet_v2); for a ResNet give torchvision's file, e.g. resnet50-0676ba61.pth");
-  const std::string path = resolve_backbone_weights(given);
+  const std::string path = resolve_backbone_weights(given, options_.mobilenet.has_value());
   // Load into a whole classifier first: that checks the file against torchvision's layout.
   checkpoint::TensorMap trunk;
   auto collect = [&trunk](torch::nn::Module& full, const std::function<std::string(const std::string&)>& rename) {
