@@ -20,6 +20,7 @@
 #include "commands.h"
 #include "psearch/data/image_io.h"
 #include "psearch/data/video.h"
+#include "psearch/gallery/indexer.h"
 #include "psearch/modeling/detector/ssdlite_person.h"
 #include "psearch/util/atomic_file.h"
 #include "psearch/util/progress.h"
@@ -36,12 +37,6 @@ struct DetectArgs {
   int threads = 0;
   bool no_images = false;
 };
-
-bool is_image_file(const std::string& path) {
-  std::string ext = std::filesystem::path(path).extension().string();
-  for (auto& c : ext) c = static_cast<char>(std::tolower(c));
-  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
-}
 
 /// [3, H, W] RGB in [0, 1] with its boxes drawn -> PNG bytes.
 std::vector<uchar> draw_png(const at::Tensor& rgb, const modeling::Detections& d, const std::string& path) {
@@ -107,7 +102,7 @@ void run_detect(const DetectArgs& args) {
     util::write_bytes_atomically(path, std::string_view(reinterpret_cast<const char*>(png.data()), png.size()));
   };
   for (const std::string& input : args.inputs) {
-    if (is_image_file(input)) {
+    if (gallery::is_image_path(input)) {
       handle(data::read_image(input), input, 0, 0.0);
       continue;
     }

@@ -17,6 +17,7 @@
 #include "psearch/data/video.h"
 #include "psearch/deploy/torchscript_export.h"
 #include "psearch/gallery/gallery_model.h"
+#include "psearch/gallery/indexer.h"
 
 namespace psearch::cli {
 namespace {
@@ -32,9 +33,7 @@ struct ExportArgs {
 /// Frames to trace and check on: an image and its mirror image, or four frames spread
 /// over a video (the first is traced).
 std::vector<at::Tensor> example_frames(const std::string& path) {
-  std::string ext = std::filesystem::path(path).extension().string();
-  for (auto& c : ext) c = static_cast<char>(std::tolower(c));
-  if (ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp") {
+  if (gallery::is_image_path(path)) {
     const at::Tensor image = data::read_image(path);
     return {image, image.flip({2}).contiguous()};
   }
