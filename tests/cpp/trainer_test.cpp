@@ -5,7 +5,10 @@
 #include <ATen/ops/rand.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/grad_mode.h>
+#include <torch/nn/utils/clip_grad.h>
 
+#include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -15,6 +18,7 @@
 #include "psearch/engine/trainer.h"
 #include "psearch/engine/training_checkpoint.h"
 #include "psearch/engine/model_builder.h"
+#include "psearch/engine/step_checks.h"
 #include "psearch/modeling/two_stage/two_stage_model.h"
 #include "test_util.h"
 
@@ -205,6 +209,78 @@ TEST(Trainer, ImageNetBackboneLoadsIntoTheTrunk) {
   EXPECT_TRUE(state.at("roi_heads.head.1.bn2.bias").equal(file.at("layer4.1.bn2.bias")));
   // A ResNet-34 file does not fit a ResNet-18 trunk.
   EXPECT_THROW(model->load_backbone_weights(test::fixture("resnet34.pth")), std::runtime_error);
+}
+
+/// Parameters of mixed dtypes with gradients (one without), as clip_grad_norm meets them.
+std::vector<at::Tensor> parameters_with_gradients(double scale) {
+  std::vector<at::Tensor> params;
+  for (auto [shape, dtype] : std::vector<std::pair<std::vector<int64_t>, at::ScalarType>>{
+           {{7, 3}, at::kFloat}, {{5}, at::kFloat}, {{2, 2, 3}, at::kDouble}, {{4}, at::kFloat}}) {
+    at::Tensor p = at::rand(shape, at::TensorOptions().dtype(dtype)).requires_grad_(true);
+    if (params.size() != 3) p.mutable_grad() = (at::rand(shape, at::TensorOptions().dtype(dtype)) - 0.5) * scale;
+    params.push_back(p);
+  }
+  return params;
+}
+
+TEST(StepChecks, ClipGradNormMatchesLibTorch) {
+  // LibTorch's own clip_grad_norm_ (which returns a double) is the reference.
+  for (double scale : {0.1, 10.0}) {
+    for (double max_norm : {1.0, std::numeric_limits<double>::infinity()}) {
+      at::manual_seed(5);
+      std::vector<at::Tensor> ours = parameters_with_gradients(scale);
+      at::manual_seed(5);
+      std::vector<at::Tensor> reference = parameters_with_gradients(scale);
+      const at::Tensor total = clip_grad_norm(ours, max_norm);
+      const double expected = torch::nn::utils::clip_grad_norm_(reference, max_norm);
+      EXPECT_EQ(total.dim(), 0);
+      EXPECT_NEAR(total.item<double>(), expected, 1e-6 * expected) << "scale " << scale << " max " << max_norm;
+      for (size_t i = 0; i < ours.size(); ++i) {
+        if (!reference[i].grad().defined()) continue;
+        EXPECT_LT((ours[i].grad() - reference[i].grad()).abs().max().item<double>(), 1e-6);
+      }
+    }
+  }
+  // Clipping happened in the large case: the clipped norm is the bound.
+  std::vector<at::Tensor> params = parameters_with_gradients(10.0);
+  clip_grad_norm(params, 1.0);
+  EXPECT_NEAR(clip_grad_norm(params, std::numeric_limits<double>::infinity()).item<double>(), 1.0, 1e-5);
+}
+
+TEST(StepChecks, DivergenceWatchReportsTheFirstNonFiniteValue) {
+  DivergenceWatch watch({"loss", "gradient norm"});
+  watch.check();  // nothing observed
+  watch.observe(at::scalar_tensor(2.5), 0, 0);
+  watch.observe(at::scalar_tensor(1.0, at::kDouble), 1, 0);
+  EXPECT_NO_THROW(watch.check());
+  watch.observe(at::scalar_tensor(std::numeric_limits<float>::quiet_NaN()), 1, 6);
+  watch.observe(at::scalar_tensor(std::numeric_limits<float>::infinity()), 0, 7);
+  try {
+    watch.check();
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "training diverged: the gradient norm is nan at iteration 7 (the last checkpoint is kept)");
+  }
+}
+
+TEST(Trainer, DivergenceStopsWithoutWritingDivergedWeights) {
+  TempDir dir;
+  config::Config config = tiny_config("oim", 6);
+  config.train.lr = 1e30;  // the first step makes the weights huge; the second loss is not finite
+  config.train.checkpoint_every = 1;
+  try {
+    train_model(config, quiet(dir.file("run")));
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("training diverged: the loss is "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(" at iteration 2 "), std::string::npos) << e.what();
+  }
+  // The check runs before every checkpoint: last.pt is still iteration 1's, with finite weights.
+  const CheckpointContents c = load_checkpoint(dir.file("run") + "/last.pt");
+  EXPECT_EQ(c.iteration, 1);
+  for (const auto& [name, tensor] : c.state)
+    if (tensor.is_floating_point()) EXPECT_TRUE(tensor.isfinite().all().item<bool>()) << name;
 }
 
 }  // namespace

@@ -5,7 +5,6 @@
 #include <ATen/ops/rand.h>
 #include <ATen/ops/tensor.h>
 #include <ATen/ops/zeros.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/sgd.h>
 
 #include <algorithm>
@@ -31,6 +30,7 @@
 #include "psearch/data/prw.h"
 #include "psearch/distributed/process_group.h"
 #include "psearch/engine/mixed_precision.h"
+#include "psearch/engine/step_checks.h"
 #include "psearch/engine/training_checkpoint.h"
 #include "psearch/checkpoint/state_dict.h"
 #include "psearch/engine/model_builder.h"
@@ -160,7 +160,9 @@ Batch load_batch(const data::TrainSplit& split, const std::vector<int64_t>& orde
       ms::FlipResult f = ms::random_hflip(image, boxes, 0.5, flips);
       image = f.image, boxes = f.boxes;
     }
-    batch.images.push_back(image.to(device));
+    // Pinned host memory lets the copy run asynchronously (this is the prefetch thread).
+    if (device.is_cuda()) image = image.pin_memory();
+    batch.images.push_back(image.to(device, /*non_blocking=*/device.is_cuda()));
     batch.targets.push_back({boxes.to(device), at::tensor(pids, at::kLong).view({-1}).to(device)});
   }
   return batch;
@@ -234,16 +236,20 @@ class Trainer {
     log_header(first, stop);
     std::optional<distributed::ScopedModelCollectives> collectives;
     if (job_ != nullptr) collectives.emplace(job_);
+    // The loop waits for the device only where it logs or checkpoints (step_checks.h).
     while (iteration < stop && !stop_requested()) {
-      result.last_loss = step(iteration);
+      step(iteration);
       ++iteration;
-      const double elapsed = seconds_since(start);
-      if (iteration % config_.train.log_every == 0 || iteration == stop)
-        log(iteration, elapsed / static_cast<double>(iteration - first), result.last_loss);
-      if (iteration % schedule_.checkpoint_every == 0 && iteration < stop) save(last, iteration);
+      const bool log_now = iteration % config_.train.log_every == 0 || iteration == stop;
+      const bool save_now = iteration % schedule_.checkpoint_every == 0 && iteration < stop;
+      if (log_now || save_now) watch_.check();
+      if (log_now) log(iteration, seconds_since(start) / static_cast<double>(iteration - first));
+      if (save_now) save(last, iteration);
     }
+    watch_.check();
     result.interrupted = iteration < stop;
     result.iterations = iteration;
+    if (iteration > first) result.last_loss = losses_.at("loss").item<double>();
     save(last, iteration);
     result.checkpoint = last;
     if (iteration == schedule_.total) {
@@ -391,8 +397,9 @@ class Trainer {
     return load_batch(split_, order, schedule_, config_.train, iteration, options_.device, shard);
   }
 
-  /// One iteration; returns the total loss.
-  double step(int64_t iteration) {
+  /// One iteration, queued on the device without waiting for it: a non-finite loss or
+  /// gradient norm is noted in watch_ and reported at the next check().
+  void step(int64_t iteration) {
     const double factor = schedule_.factor(iteration);
     set_learning_rate(*optimizer_, config_.train, factor);
     lr_ = config_.train.lr * factor;
@@ -401,11 +408,9 @@ class Trainer {
       AutocastScope autocast(options_.device, precision_dtype(config_.train.precision));
       losses_ = model_->forward_train(batch.images, batch.targets);
     }
-    const double total = losses_.at("loss").item<double>();
-    // In a job a rank cannot leave before backward: the others would wait in the gradient
-    // all-reduce. A non-finite loss makes the averaged gradients non-finite on every rank,
-    // so the check after backward stops them all at the same iteration.
-    if (!std::isfinite(total) && job_ == nullptr) throw diverged("loss", total, iteration);
+    // In a job a non-finite loss makes the averaged gradients non-finite on every rank, so
+    // the gradient norm stops them all at the same check.
+    if (job_ == nullptr) watch_.observe(losses_.at("loss"), kLossValue, iteration);
     optimizer_->zero_grad();
     const at::Tensor loss = scaler_ != nullptr ? scaler_->scale(losses_.at("loss")) : losses_.at("loss");
     if (gradients_ != nullptr) gradients_->backward(loss);
@@ -414,21 +419,15 @@ class Trainer {
     // job the averaged gradients hold the overflow on every rank, so all ranks skip).
     if (scaler_ != nullptr && scaler_->unscale_and_update(model_->parameters())) {
       ++skipped_steps_;
-      return total;
+      return;
     }
     // The norm before clipping is logged: a run whose norm always exceeds the bound is
     // effectively trained with a smaller learning rate.
-    grad_norm_ = torch::nn::utils::clip_grad_norm_(
+    grad_norm_ = clip_grad_norm(
         model_->parameters(),
         config_.train.clip_grad_norm > 0 ? config_.train.clip_grad_norm : std::numeric_limits<double>::infinity());
-    if (!std::isfinite(grad_norm_)) throw diverged("gradient norm", grad_norm_, iteration);
+    watch_.observe(grad_norm_, kGradNormValue, iteration);
     optimizer_->step();
-    return total;
-  }
-
-  static std::runtime_error diverged(const std::string& what, double value, int64_t iteration) {
-    return std::runtime_error("training diverged: the " + what + " is " + std::to_string(value) + " at iteration " +
-                              std::to_string(iteration + 1) + " (the last checkpoint is kept)");
   }
 
   void log_header(int64_t first, int64_t stop) const {
@@ -442,15 +441,16 @@ class Trainer {
 
   /// Writes a log line (rank 0); in a job the loss terms are the means over the ranks, so
   /// every rank takes part.
-  void log(int64_t iteration, double seconds_per_iteration, double total) {
-    std::vector<double> values{total};
+  void log(int64_t iteration, double seconds_per_iteration) {
+    std::vector<double> values{losses_.at("loss").item<double>()};
     for (const auto& key : model_->loss_names()) values.push_back(losses_.at(key).item<double>());
     if (job_ != nullptr) values = job_->mean(values);
     if (!is_main()) return;
-    total = values[0];
+    const double total = values[0];
+    const double grad_norm = grad_norm_.defined() ? grad_norm_.item<double>() : 0.0;
     const double eta = seconds_per_iteration * static_cast<double>(schedule_.total - iteration);
     nlohmann::json line = {{"iteration", iteration}, {"epoch", static_cast<double>(iteration) / schedule_.per_epoch},
-                           {"loss", total}, {"lr", lr_}, {"grad_norm", grad_norm_}, {"seconds_per_iteration", seconds_per_iteration}};
+                           {"loss", total}, {"lr", lr_}, {"grad_norm", grad_norm}, {"seconds_per_iteration", seconds_per_iteration}};
     if (scaler_ != nullptr) {
       line["loss_scale"] = scaler_->current_scale();
       line["skipped_steps"] = skipped_steps_;
@@ -466,7 +466,7 @@ class Trainer {
       text << (first_term ? "" : " ") << short_loss_name(key) << " " << std::setprecision(4) << v;
       first_term = false;
     }
-    text << ") | grad " << std::setprecision(2) << grad_norm_ << " | lr " << std::scientific << std::setprecision(2)
+    text << ") | grad " << std::setprecision(2) << grad_norm << " | lr " << std::scientific << std::setprecision(2)
          << lr_ << std::fixed << " | " << std::setprecision(3)
          << seconds_per_iteration << " s/it | ETA " << format_duration(eta);
     if (options_.verbose) std::cout << text.str() << std::endl;
@@ -484,7 +484,9 @@ class Trainer {
   std::unique_ptr<torch::optim::SGD> optimizer_;
   std::map<std::string, at::Tensor> losses_;
   double lr_ = 0;
-  double grad_norm_ = 0;
+  at::Tensor grad_norm_;  ///< [] of the last step that was taken, on the device
+  static constexpr size_t kLossValue = 0, kGradNormValue = 1;
+  DivergenceWatch watch_{{"loss", "gradient norm"}};
   distributed::ProcessGroup* job_ = nullptr;  ///< the data-parallel job, or null for one process
   std::unique_ptr<distributed::GradientAverager> gradients_;
   std::unique_ptr<LossScaler> scaler_;  ///< precision fp16 only
