@@ -20,6 +20,7 @@
 #include <iomanip>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "cli_util.h"
 #include "commands.h"
@@ -28,6 +29,7 @@
 #include "psearch/data/video.h"
 #include "psearch/engine/mixed_precision.h"
 #include "psearch/engine/model_builder.h"
+#include "psearch/modeling/layers/memory_format.h"
 #include "psearch/modeling/person_search_model.h"
 #include "psearch/util/atomic_file.h"
 #include "psearch/util/file_status.h"
@@ -50,6 +52,7 @@ struct BenchArgs {
   int repeat = 10, warmup = 2, threads = 0;
   std::string device = "cpu", image = kVtest, json;
   std::vector<std::string> precisions{"fp32"};
+  std::vector<std::string> memory_formats{"contiguous"};
 };
 
 /// Frame 0 of `path` resized to height x width as [3, H, W] RGB in [0, 1]; random pixels
@@ -108,17 +111,19 @@ double peak_gpu_mb(const c10::Device& device, bool reset) {
 }
 
 struct Row {
-  std::string model, type, precision = "fp32";
+  std::string model, type, precision = "fp32", memory_format = "contiguous";
   int64_t batch = 1;
   double median = 0, p10 = 0, p90 = 0, detections = 0, host_mb = 0, gpu_mb = -1;
-  /// Against fp32 on the same image: the share of fp32 detections found again (same box
-  /// within IoU 0.9), and the lowest cosine between the embeddings of such a pair.
+  /// Against the batch's first row (fp32 unless asked otherwise) on the same image: the
+  /// share of its detections found again (same box within IoU 0.9), and the lowest cosine
+  /// between the embeddings of such a pair.
   double matched = -1, min_cosine = -1;
   std::vector<modeling::Detections> output;  ///< the last run's detections
 };
 
-/// How a reduced-precision run agrees with fp32: matched share and lowest embedding cosine.
-void compare_with_fp32(Row& row, const Row& fp32) {
+/// How a run agrees with the reference run (fp32, contiguous): matched share and lowest
+/// embedding cosine.
+void compare_with_reference(Row& row, const Row& fp32) {
   int64_t total = 0, found = 0;
   double lowest = 1.0;
   for (size_t i = 0; i < fp32.output.size(); ++i) {
@@ -140,7 +145,8 @@ void compare_with_fp32(Row& row, const Row& fp32) {
 }
 
 Row time_model(const std::string& spec, modeling::SearchModel& model, const at::Tensor& image, int64_t batch,
-               const std::string& precision, const BenchArgs& args, const c10::Device& device) {
+               const std::string& precision, const std::string& memory_format, const BenchArgs& args,
+               const c10::Device& device) {
   const std::vector<at::Tensor> images(static_cast<size_t>(batch), image);
   engine::AutocastScope autocast(device, engine::precision_dtype(precision));
   Row row;
@@ -148,6 +154,7 @@ Row time_model(const std::string& spec, modeling::SearchModel& model, const at::
   row.type = model.name();
   row.batch = batch;
   row.precision = precision;
+  row.memory_format = memory_format;
   reset_peak_host();
   peak_gpu_mb(device, true);
   for (int i = 0; i < args.warmup; ++i) model.detect_batch(images);
@@ -172,6 +179,41 @@ Row time_model(const std::string& spec, modeling::SearchModel& model, const at::
   return row;
 }
 
+/// One line of the table.
+void print_row(const Row& r, const BenchArgs& args) {
+  const std::string gpu = r.gpu_mb < 0 ? "-" : std::to_string(static_cast<int64_t>(r.gpu_mb));
+  const std::string agreement =
+      r.matched < 0 ? "-"
+                    : std::to_string(r.matched).substr(0, 5) + ", " +
+                          (r.min_cosine < 0 ? std::string("-") : std::to_string(r.min_cosine).substr(0, 6));
+  std::cout << std::fixed << std::setprecision(1) << "| " << r.type << " (" << r.model << ") | " << args.size[0] << "x"
+            << args.size[1] << " | " << r.precision << " | " << r.memory_format << " | " << r.batch << " | " << r.median
+            << " (" << r.p10 << "-" << r.p90 << ") | " << std::setprecision(2) << 1000.0 / r.median << " | "
+            << std::setprecision(1) << r.detections << " | " << std::setprecision(0) << r.host_mb << " | " << gpu
+            << " | " << agreement << " |" << std::endl;
+}
+
+/// The row as --json writes it (bench/bench_models.py reads it).
+nlohmann::json json_row(const Row& r, const BenchArgs& args, const c10::Device& device) {
+  return {{"model", r.model},
+          {"type", r.type},
+          {"height", args.size[0]},
+          {"width", args.size[1]},
+          {"precision", r.precision},
+          {"memory_format", r.memory_format},
+          {"batch", r.batch},
+          {"ms_per_frame", r.median},
+          {"p10", r.p10},
+          {"p90", r.p90},
+          {"detections_per_frame", r.detections},
+          {"peak_host_mb", r.host_mb},
+          {"peak_gpu_mb", r.gpu_mb},
+          {"device", device.str()},
+          {"threads", at::get_num_threads()},
+          {"matched_vs_first_row", r.matched},
+          {"min_cosine_vs_first_row", r.min_cosine}};
+}
+
 void run_bench(BenchArgs args) {
   apply_threads(args.threads);
   c10::NoGradGuard no_grad;
@@ -183,8 +225,9 @@ void run_bench(BenchArgs args) {
             << (real ? "(frame 0 of " + args.image + ")" : std::string("(random pixels)")) << ", "
             << device.str() << ", " << at::get_num_threads() << " threads, median of " << args.repeat
             << " after " << args.warmup << " warm-up runs; random weights except the separate pipeline's\n\n"
-            << "| model | input | precision | batch | ms/frame (p10-p90) | fps | detections/frame | peak host MB | "
-               "peak GPU MB | vs fp32: matched, min cosine |\n|---|---|---|---|---|---|---|---|---|---|\n";
+            << "| model | input | precision | layout | batch | ms/frame (p10-p90) | fps | detections/frame | "
+               "peak host MB | peak GPU MB | vs first row: matched, min cosine |\n"
+               "|---|---|---|---|---|---|---|---|---|---|---|\n";
   nlohmann::json rows = nlohmann::json::array();
   for (const std::string& spec : args.models) {
     modeling::PersonSearchModel built = build_bench_model(spec, args.size);
@@ -192,26 +235,18 @@ void run_bench(BenchArgs args) {
     built->eval();
     modeling::PersonSearchAdapter model(built);
     for (const int64_t batch : args.batches) {
-      Row fp32;
-      for (const std::string& precision : args.precisions) {
-        Row r = time_model(spec, model, image, batch, precision, args, device);
-        if (precision == "fp32") fp32 = r;
-        else if (!fp32.output.empty()) compare_with_fp32(r, fp32);
-        std::cout << std::fixed << std::setprecision(1) << "| " << r.type << " (" << r.model << ") | " << args.size[0]
-                  << "x" << args.size[1] << " | " << r.precision << " | " << r.batch << " | " << r.median << " (" << r.p10 << "-" << r.p90
-                  << ") | " << std::setprecision(2) << 1000.0 / r.median << " | " << std::setprecision(1) << r.detections
-                  << " | " << std::setprecision(0) << r.host_mb << " | "
-                  << (r.gpu_mb < 0 ? std::string("-") : std::to_string(static_cast<int64_t>(r.gpu_mb))) << " | "
-                  << (r.matched < 0 ? std::string("-")
-                                    : std::to_string(r.matched).substr(0, 5) + ", " +
-                                          (r.min_cosine < 0 ? std::string("-") : std::to_string(r.min_cosine).substr(0, 6)))
-                  << " |" << std::endl;
-        rows.push_back({{"model", r.model}, {"type", r.type}, {"height", args.size[0]}, {"width", args.size[1]},
-                        {"precision", r.precision}, {"batch", r.batch}, {"ms_per_frame", r.median}, {"p10", r.p10},
-                        {"p90", r.p90}, {"detections_per_frame", r.detections}, {"peak_host_mb", r.host_mb},
-                        {"peak_gpu_mb", r.gpu_mb}, {"device", device.str()}, {"threads", at::get_num_threads()},
-                        {"matched_vs_fp32", r.matched}, {"min_cosine_vs_fp32", r.min_cosine}});
+      std::optional<Row> reference;  // the batch's first row
+      for (const std::string& layout : args.memory_formats) {
+        modeling::set_memory_format(*built, modeling::memory_format_from_name(layout));
+        for (const std::string& precision : args.precisions) {
+          Row r = time_model(spec, model, image, batch, precision, layout, args, device);
+          if (!reference) reference = r;
+          else compare_with_reference(r, *reference);
+          print_row(r, args);
+          rows.push_back(json_row(r, args, device));
+        }
       }
+      modeling::set_memory_format(*built, at::MemoryFormat::Contiguous);
     }
   }
   if (!args.json.empty()) util::write_text_atomically(args.json, rows.dump(1) + "\n");
@@ -234,6 +269,10 @@ void add_bench_command(CLI::App& app) {
                   "fp32, bf16, fp16 (autocast), e.g. fp32,bf16: each row after fp32 also says how its detections "
                   "agree with fp32's")
       ->delimiter(',')->check(CLI::IsMember(engine::precision_names()))->capture_default_str();
+  cmd->add_option("--memory-format", args->memory_formats,
+                  "contiguous, channels_last (weights stored NHWC, so activations follow), e.g. "
+                  "contiguous,channels_last: every precision in every layout, compared with the first row")
+      ->delimiter(',')->check(CLI::IsMember(modeling::memory_format_names()))->capture_default_str();
   add_threads_option(cmd, args->threads);
   cmd->callback([args] { run_bench(*args); });
 }

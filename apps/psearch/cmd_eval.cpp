@@ -75,8 +75,7 @@ LoadedModel make_pretrained_model(const ModelArgs& args) {
   const config::Config config = config::parse_config("model:\n  type: " + args.model + "\n", "--model " + args.model,
                                                      args.overrides);
   modeling::PersonSearchModel model = engine::build_model(config, 0);
-  model->to(parse_device(args.device));
-  model->eval();
+  engine::prepare_for_inference(*model, config, parse_device(args.device));
   LoadedModel loaded;
   loaded.model = std::make_unique<modeling::PersonSearchAdapter>(model);
   loaded.run.batch_size = config.inference.batch_size;

@@ -341,6 +341,7 @@ struct InferenceConfig {
   int64_t detections_per_img = 300;
   double det_thresh = 0.5;
   bool cws = true;
+  std::string memory_format = "contiguous";
 
   template <class V>
   void visit(V& v) {
@@ -352,6 +353,8 @@ struct InferenceConfig {
     v("detections_per_img", detections_per_img, "detections kept per image after NMS");
     v("det_thresh", det_thresh, "search: gallery detections with a lower score are not ranked (eval's --det-thresh default for this model)");
     v("cws", cws, "OIM-base: class-weighted similarity (embedding scaled by the person score)");
+    v.choice("memory_format", memory_format, {"contiguous", "channels_last"},
+             "layout of the convolution weights, and so of the activations (docs/benchmarks.md, \"Memory layout\")");
   }
 };
 

@@ -4,6 +4,7 @@
 
 #include "psearch/checkpoint/state_dict.h"
 #include "psearch/engine/training_checkpoint.h"
+#include "psearch/modeling/layers/memory_format.h"
 
 namespace psearch::engine {
 
@@ -20,6 +21,12 @@ void init_from_checkpoint(modeling::PersonSearchModelImpl& model, const std::str
   model.init_from(source.model_type, std::move(source.state), path);
 }
 
+void prepare_for_inference(modeling::PersonSearchModelImpl& model, const config::Config& config, c10::Device device) {
+  model.to(device);
+  model.eval();
+  modeling::set_memory_format(model, modeling::memory_format_from_name(config.inference.memory_format));
+}
+
 TrainedModel load_trained_model(const std::string& path, c10::Device device,
                                 const std::vector<std::string>& overrides, const std::string& expected_type) {
   CheckpointContents contents = load_checkpoint(path);
@@ -30,8 +37,7 @@ TrainedModel load_trained_model(const std::string& path, c10::Device device,
   out.iteration = contents.iteration;
   out.model = build_model(out.config, contents.num_pids);
   checkpoint::load_state_dict(*out.model, contents.state, checkpoint::Strictness::kStrict, path);
-  out.model->to(device);
-  out.model->eval();
+  prepare_for_inference(*out.model, out.config, device);
   return out;
 }
 

@@ -23,6 +23,10 @@ modeling::PersonSearchModel build_model(const config::Config& config, int64_t nu
 /// cannot start from, or its tensors do not fit.
 void init_from_checkpoint(modeling::PersonSearchModelImpl& model, const std::string& path);
 
+/// Makes a built or loaded model ready to run: moves it to `device`, sets eval mode and
+/// stores its weights in config inference.memory_format.
+void prepare_for_inference(modeling::PersonSearchModelImpl& model, const config::Config& config, c10::Device device);
+
 /// A trained model and the config it was trained with.
 struct TrainedModel {
   modeling::PersonSearchModel model;
@@ -32,8 +36,7 @@ struct TrainedModel {
 
 /// Loads a checkpoint for inference: rebuilds the model from the config it carries
 /// (migrated when it predates the current layout, then `overrides` applied, e.g.
-/// "inference.nms_thresh=0.5"), loads its state strictly, moves it to `device` and sets
-/// eval mode. `expected_type`, when not empty, must equal the checkpoint's model type.
+/// "inference.nms_thresh=0.5"), loads its state strictly and prepares it for inference. `expected_type`, when not empty, must equal the checkpoint's model type.
 /// Throws std::runtime_error with one line naming the file.
 TrainedModel load_trained_model(const std::string& path, c10::Device device,
                                 const std::vector<std::string>& overrides = {},

@@ -54,8 +54,7 @@ GalleryModel load_gallery_model(const std::string& checkpoint, const std::string
       throw std::runtime_error("model type '" + type + "' must be trained first: give its --checkpoint");
     config = config::parse_config("model:\n  type: " + type + "\n", "--model " + type, overrides);
     model = engine::build_model(config, 0);
-    model->to(device);
-    model->eval();
+    engine::prepare_for_inference(*model, config, device);
     out.identity.source = "pretrained";
     out.identity.sha256 = pretrained_hash(config);
   }
