@@ -156,13 +156,14 @@ def test_nms_degenerate_boxes(dtype):
                      "vs torchvision CUDA")
 
 
-def test_nms_half():
-    # Half boxes are widened to float inside the kernel: same decisions as float32 on
-    # the same (half-representable) values.
-    boxes, scores = random_boxes(2000, torch.float16, seed=5), unique_scores(2000, torch.float16)
+@pytest.mark.parametrize("low", [torch.float16, torch.bfloat16])
+def test_nms_half(low):
+    # Half / bfloat16 boxes are widened to float inside the kernel: same decisions as
+    # float32 on the same (representable) values.
+    boxes, scores = random_boxes(2000, low, seed=5), unique_scores(2000, low)
     ours = torch.ops.psearch.nms(boxes.to(CUDA), scores.to(CUDA), 0.5)
     expected = torch.ops.psearch.nms(boxes.float().to(CUDA), scores.float().to(CUDA), 0.5)
-    assert_same_keep(ours, expected, "half vs float32")
+    assert_same_keep(ours, expected, f"{low} vs float32")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -253,27 +254,34 @@ def test_roi_align_backward(dtype, aligned, sampling_ratio):
     assert_close(direct, reference, TOL[dtype], "_roi_align_backward vs torchvision")
 
 
+# (dtype, tolerance against float32 for O(1) values): a few units of the last place,
+# 2^-11 for half and 2^-8 for bfloat16.
+LOW_PRECISION = [(torch.float16, 4e-3), (torch.bfloat16, 3e-2)]
+
+
+@pytest.mark.parametrize("low,tol", LOW_PRECISION)
 @pytest.mark.parametrize("aligned", [False, True])
-def test_roi_align_half(aligned):
-    # Half in, half out, arithmetic in float: the result is the float32 result on the
-    # same half inputs, rounded to half.
-    x, rois = feature_map(torch.float16), random_rois(40, 2, torch.float16, seed=3)
+def test_roi_align_half(aligned, low, tol):
+    # Half / bfloat16 in and out, arithmetic in float: the result is the float32 result
+    # on the same low-precision inputs, rounded.
+    x, rois = feature_map(low), random_rois(40, 2, low, seed=3)
     args = ((7, 7), 0.25, -1, aligned)
     ours = roi_align_ours(x.to(CUDA), rois.to(CUDA), *args)
-    assert ours.dtype == torch.float16
+    assert ours.dtype == low
     exact = roi_align_ours(x.float().to(CUDA), rois.float().to(CUDA), *args)
-    assert_close(ours.float(), exact, 4e-3, "half vs float32")
-    # torchvision may round intermediate coordinates to half as well: loose.
-    tv = torchvision.ops.roi_align(x.to(CUDA), rois.to(CUDA), *args)
-    assert_close(ours.float(), tv.float(), 5e-2, "half vs torchvision half")
+    assert_close(ours.float(), exact, tol, f"{low} vs float32")
+    if low == torch.float16:  # torchvision's CUDA roi_align has no bfloat16 kernel
+        # torchvision may round intermediate coordinates to half as well: loose.
+        tv = torchvision.ops.roi_align(x.to(CUDA), rois.to(CUDA), *args)
+        assert_close(ours.float(), tv.float(), 5e-2, "half vs torchvision half")
 
     xi = x.to(CUDA).requires_grad_()
     grad_half = torch.autograd.grad(roi_align_ours(xi, rois.to(CUDA), *args).sum(), xi)[0]
     xf = x.float().to(CUDA).requires_grad_()
     grad_float = torch.autograd.grad(
         roi_align_ours(xf, rois.float().to(CUDA), *args).sum(), xf)[0]
-    assert grad_half.dtype == torch.float16
-    assert_close(grad_half.float(), grad_float, 4e-3, "half grad vs float32")
+    assert grad_half.dtype == low
+    assert_close(grad_half.float(), grad_float, tol, f"{low} grad vs float32")
 
 
 @pytest.mark.parametrize("aligned", [False, True])
@@ -472,15 +480,16 @@ def test_deform_conv2d_zero_offsets_is_conv2d():
     assert_close(ours, ref, TOL[dtype], "zero offsets vs conv2d")
 
 
-def test_deform_conv2d_half_forward():
+@pytest.mark.parametrize("low,tol", [(torch.float16, 1e-2), (torch.bfloat16, 8e-2)])
+def test_deform_conv2d_half_forward(low, tol):
     x, w, off, mask, bias = deform_case(2, 4, 8, 8, 6, 3, 3, (1, 1), (1, 1), (1, 1), 1, 2, True,
-                                        torch.float16, offset_scale=2.0)
+                                        low, offset_scale=2.0)
     ins = [t.to(CUDA) for t in (x, w, off, mask, bias)]
     ours = deform_ours(ins[0], ins[1], ins[2], ins[3], ins[4], padding=(1, 1))
-    assert ours.dtype == torch.float16
+    assert ours.dtype == low
     ref = deform_ours(*(t.float() for t in ins), padding=(1, 1))
-    # Sums of 36 products of O(1) values rounded to half: a few half ulps of O(10).
-    assert_close(ours.float(), ref, 1e-2, "half vs float32")
+    # Sums of 36 products of O(1) values rounded to half / bfloat16: a few ulps of O(10).
+    assert_close(ours.float(), ref, tol, f"{low} vs float32")
 
 
 @pytest.mark.parametrize("use_mask", [False, True], ids=["v1", "v2mask"])

@@ -452,7 +452,7 @@ at::Tensor deform_conv2d_forward_cuda(const at::Tensor& input, const at::Tensor&
   const int64_t chunk = images_per_chunk(g, p.batch);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
-  AT_DISPATCH_FLOATING_TYPES_AND_HALF(input.scalar_type(), "psearch_deform_conv2d_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, input.scalar_type(), "psearch_deform_conv2d_cuda", [&] {
     using acc_t = at::acc_type<scalar_t, /*is_cuda=*/true>;
     for (int64_t first = 0; first < p.batch; first += chunk) {
       g.images = std::min(chunk, p.batch - first);
@@ -511,7 +511,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
 
   at::Tensor grad_input, grad_weight;
   const auto dtype = input.scalar_type();
-  AT_DISPATCH_FLOATING_TYPES_AND_HALF(dtype, "psearch_deform_conv2d_backward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, dtype, "psearch_deform_conv2d_backward_cuda", [&] {
     using acc_t = at::acc_type<scalar_t, /*is_cuda=*/true>;
     const auto acc_options = input.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
     at::Tensor grad_input_acc = at::zeros(input.sizes(), acc_options);

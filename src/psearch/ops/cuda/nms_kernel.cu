@@ -198,7 +198,7 @@ at::Tensor nms_cuda(const at::Tensor& dets, const at::Tensor& scores, double iou
               "); at most ", 65535 * kBoxesPerWord, " are supported");
   at::Tensor mask = at::empty({n * col_blocks}, dets.options().dtype(at::kLong));
 
-  AT_DISPATCH_FLOATING_TYPES_AND_HALF(dets.scalar_type(), "psearch_nms_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, dets.scalar_type(), "psearch_nms_cuda", [&] {
     // Half boxes are widened once here so the kernel's IoU runs in float.
     using acc_t = at::acc_type<scalar_t, /*is_cuda=*/true>;
     const at::Tensor boxes = sorted_dets.to(c10::CppTypeToScalarType<acc_t>::value);

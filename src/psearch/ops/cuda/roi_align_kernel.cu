@@ -279,7 +279,7 @@ at::Tensor roi_align_forward_cuda(const at::Tensor& input, const at::Tensor& roi
   const at::Tensor rois_c = rois.contiguous();
   const int64_t total = output.numel();
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND_HALF(input.scalar_type(), "psearch_roi_align_forward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, input.scalar_type(), "psearch_roi_align_forward_cuda", [&] {
     using acc_t = at::acc_type<scalar_t, /*is_cuda=*/true>;
     roi_align_forward_kernel<scalar_t, acc_t><<<blocks_for(total), kThreads, 0, stream>>>(
         total, input_c.data_ptr<scalar_t>(), rois_c.data_ptr<scalar_t>(),
@@ -317,7 +317,7 @@ at::Tensor roi_align_backward_cuda(const at::Tensor& grad, const at::Tensor& roi
   const int64_t total = grad_c.numel();
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   at::Tensor grad_input;
-  AT_DISPATCH_FLOATING_TYPES_AND_HALF(grad.scalar_type(), "psearch_roi_align_backward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, grad.scalar_type(), "psearch_roi_align_backward_cuda", [&] {
     using acc_t = at::acc_type<scalar_t, /*is_cuda=*/true>;
     at::Tensor buffer = at::zeros({batch_size, channels, height, width},
                                   grad.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
