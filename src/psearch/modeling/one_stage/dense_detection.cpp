@@ -128,29 +128,29 @@ DenseCandidates DenseDetector::detect(const DensePredictions& p, const at::Tenso
   const at::Tensor logits = p.cls_logits[image].detach();  // [T, K]
   const at::Tensor deltas = p.box_deltas[image].detach();  // [T, 4]
   const int64_t num_classes = logits.size(1);
-  std::vector<at::Tensor> boxes_l, scores_l, labels_l, anchors_l;
+  // torchvision thresholds each level first and then takes its top-k; the top-k of each
+  // level, thresholded after, is the same set in the same order. Its k depends on the
+  // level's size only, not on the data (so tracing does not freeze it), and thresholding
+  // all levels at once waits for the device once per image instead of once per level.
+  std::vector<at::Tensor> top_scores_l, top_flat_l;
   int64_t offset = 0;
   for (const int64_t n : p.anchors_per_level) {
     const at::Tensor scores = at::sigmoid(logits.narrow(0, offset, n)).flatten();
-    // torchvision thresholds first and then takes the top-k of what is left; the top-k of
-    // all scores, thresholded after, is the same set in the same order, and its k depends
-    // on the level's size only, not on the data (so tracing does not freeze it).
     const int64_t k = std::min(options_.topk_candidates(), scores.numel());
-    auto [top_scores_all, top_all] = at::topk(scores, k);
-    const at::Tensor above = at::where(top_scores_all > options_.score_thresh())[0];
-    const at::Tensor top_scores = top_scores_all.index_select(0, above);
-    const at::Tensor flat = top_all.index_select(0, above);
-    const at::Tensor anchor_idx = flat.div(num_classes, "floor") + offset;
-    const at::Tensor decoded =
-        box_coder_.decode_single(deltas.index_select(0, anchor_idx), anchors.index_select(0, anchor_idx));
-    boxes_l.push_back(boxes::clip_boxes_to_image(decoded, image_size));
-    scores_l.push_back(top_scores);
-    labels_l.push_back(flat.remainder(num_classes));
-    anchors_l.push_back(anchor_idx);
+    auto [top_scores, top_flat] = at::topk(scores, k);
+    top_scores_l.push_back(top_scores);
+    top_flat_l.push_back(top_flat + offset * num_classes);  // into the image's [T * K] scores
     offset += n;
   }
+  const at::Tensor top_scores = at::cat(top_scores_l), top_flat = at::cat(top_flat_l);
+  const at::Tensor above = at::where(top_scores > options_.score_thresh())[0];
+  const at::Tensor flat = top_flat.index_select(0, above);
+  const at::Tensor anchor_idx = flat.div(num_classes, "floor");
+  const at::Tensor decoded =
+      box_coder_.decode_single(deltas.index_select(0, anchor_idx), anchors.index_select(0, anchor_idx));
   DenseCandidates out;
-  out.all = {at::cat(boxes_l), at::cat(scores_l), at::cat(labels_l), at::cat(anchors_l)};
+  out.all = {boxes::clip_boxes_to_image(decoded, image_size), top_scores.index_select(0, above),
+             flat.remainder(num_classes), anchor_idx};
   out.keep = ops::batched_nms(out.all.boxes, out.all.scores, out.all.labels, options_.nms_thresh())
                  .slice(0, 0, options_.detections_per_img());
   return out;
