@@ -231,8 +231,7 @@ void run_bench(BenchArgs args) {
   nlohmann::json rows = nlohmann::json::array();
   for (const std::string& spec : args.models) {
     modeling::PersonSearchModel built = build_bench_model(spec, args.size);
-    built->to(device);
-    built->eval();
+    engine::prepare_for_inference(*built, config::Config{}, device);  // contiguous; the loop sets the layout
     modeling::PersonSearchAdapter model(built);
     for (const int64_t batch : args.batches) {
       std::optional<Row> reference;  // the batch's first row

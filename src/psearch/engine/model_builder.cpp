@@ -1,5 +1,7 @@
 #include "psearch/engine/model_builder.h"
 
+#include <ATen/Context.h>
+
 #include <stdexcept>
 
 #include "psearch/checkpoint/state_dict.h"
@@ -24,6 +26,11 @@ void init_from_checkpoint(modeling::PersonSearchModelImpl& model, const std::str
 void prepare_for_inference(modeling::PersonSearchModelImpl& model, const config::Config& config, c10::Device device) {
   model.to(device);
   model.eval();
+  // cuDNN autotuning: the first call of each input shape times the convolution
+  // algorithms and keeps the fastest. Inference streams (a video's frames, a dataset
+  // resized to one size) repeat a few shapes, so this pays back after a frame or two.
+  // Training with its many aspect ratios is left alone.
+  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   modeling::set_memory_format(model, modeling::memory_format_from_name(config.inference.memory_format));
 }
 

@@ -23,8 +23,9 @@ modeling::PersonSearchModel build_model(const config::Config& config, int64_t nu
 /// cannot start from, or its tensors do not fit.
 void init_from_checkpoint(modeling::PersonSearchModelImpl& model, const std::string& path);
 
-/// Makes a built or loaded model ready to run: moves it to `device`, sets eval mode and
-/// stores its weights in config inference.memory_format.
+/// Makes a built or loaded model ready to run: moves it to `device`, sets eval mode,
+/// stores its weights in config inference.memory_format and, on a GPU, turns on cuDNN
+/// autotuning (for the process).
 void prepare_for_inference(modeling::PersonSearchModelImpl& model, const config::Config& config, c10::Device device);
 
 /// A trained model and the config it was trained with.
