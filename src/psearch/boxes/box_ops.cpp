@@ -69,12 +69,16 @@ at::Tensor clip_boxes_to_image(const at::Tensor& boxes, std::array<int64_t, 2> i
   return at::stack({x1, y1, x2, y2}, -1);
 }
 
-at::Tensor remove_small_boxes(const at::Tensor& boxes, double min_size) {
-  check_boxes_2d(boxes, "remove_small_boxes", "boxes");
+at::Tensor large_enough_boxes(const at::Tensor& boxes, double min_size) {
+  check_boxes_2d(boxes, "large_enough_boxes", "boxes");
   const at::Tensor ws = boxes.select(1, 2).sub(boxes.select(1, 0));
   const at::Tensor hs = boxes.select(1, 3).sub(boxes.select(1, 1));
-  const at::Tensor keep = ws.ge(min_size).logical_and(hs.ge(min_size));
-  return keep.nonzero().select(1, 0);
+  return ws.ge(min_size).logical_and(hs.ge(min_size));
+}
+
+at::Tensor remove_small_boxes(const at::Tensor& boxes, double min_size) {
+  check_boxes_2d(boxes, "remove_small_boxes", "boxes");
+  return large_enough_boxes(boxes, min_size).nonzero().select(1, 0);
 }
 
 }  // namespace psearch::boxes

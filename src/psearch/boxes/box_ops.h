@@ -41,4 +41,9 @@ at::Tensor clip_boxes_to_image(const at::Tensor& boxes, std::array<int64_t, 2> i
 /// boxes: [N, 4]. Returns int64 [K], increasing.
 at::Tensor remove_small_boxes(const at::Tensor& boxes, double min_size);
 
+/// The mask form of remove_small_boxes: bool [N], true where width and height are both
+/// >= min_size (to be combined with other conditions before one nonzero, i.e. one wait
+/// for the device).
+at::Tensor large_enough_boxes(const at::Tensor& boxes, double min_size);
+
 }  // namespace psearch::boxes

@@ -176,8 +176,11 @@ std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>> RegionProposalNetwor
     const at::Tensor idx = top[i];
     Candidates c{boxes::clip_boxes_to_image(proposals[i].index_select(0, idx), image_sizes[i]),
                  at::sigmoid(logits[i].index_select(0, idx)), levels.index_select(0, idx)};
-    c.keep(boxes::remove_small_boxes(c.boxes, options_.min_size()));
-    c.keep(c.scores.ge(options_.score_thresh()).nonzero().squeeze(1));
+    // Both filters in one mask: one wait for the device instead of two.
+    c.keep(boxes::large_enough_boxes(c.boxes, options_.min_size())
+               .logical_and(c.scores.ge(options_.score_thresh()))
+               .nonzero()
+               .squeeze(1));
     c.keep(ops::batched_nms(c.boxes, c.scores, c.maps, options_.nms_thresh()).slice(0, 0, post_nms_top_n()));
     boxes_out.push_back(std::move(c.boxes));
     scores_out.push_back(std::move(c.scores));
