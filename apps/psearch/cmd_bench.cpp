@@ -123,11 +123,11 @@ struct Row {
 
 /// How a run agrees with the reference run (fp32, contiguous): matched share and lowest
 /// embedding cosine.
-void compare_with_reference(Row& row, const Row& fp32) {
+void compare_with_reference(Row& row, const Row& reference) {
   int64_t total = 0, found = 0;
   double lowest = 1.0;
-  for (size_t i = 0; i < fp32.output.size(); ++i) {
-    const modeling::Detections& ref = fp32.output[i];
+  for (size_t i = 0; i < reference.output.size(); ++i) {
+    const modeling::Detections& ref = reference.output[i];
     const modeling::Detections& got = row.output[i];
     total += ref.boxes.size(0);
     if (ref.boxes.size(0) == 0 || got.boxes.size(0) == 0) continue;

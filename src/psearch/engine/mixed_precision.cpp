@@ -1,4 +1,5 @@
 #include "psearch/engine/mixed_precision.h"
+#include "psearch/engine/step_checks.h"
 
 #include <ATen/TensorOperators.h>
 #include <ATen/autocast_mode.h>
@@ -9,7 +10,6 @@
 #include <ATen/ops/reciprocal.h>
 #include <ATen/ops/zeros.h>
 
-#include <map>
 #include <stdexcept>
 
 namespace psearch::engine {
@@ -56,13 +56,7 @@ at::Tensor LossScaler::scale(const at::Tensor& loss) const { return loss * scale
 bool LossScaler::unscale_and_update(const std::vector<at::Tensor>& parameters) {
   at::Tensor found_inf = at::zeros({1}, scale_.options());
   const at::Tensor inv_scale = scale_.reciprocal();
-  // The kernel takes the gradients of one device and dtype per call, as GradScaler groups them.
-  std::map<std::pair<std::string, at::ScalarType>, std::vector<at::Tensor>> groups;
-  for (const at::Tensor& p : parameters) {
-    const at::Tensor& g = p.grad();
-    if (g.defined()) groups[{g.device().str(), g.scalar_type()}].push_back(g);
-  }
-  for (auto& [key, grads] : groups) {
+  for (auto& grads : gradients_by_device_and_dtype(parameters)) {
     const c10::Device device = grads.front().device();
     at::Tensor group_inf = at::zeros({1}, scale_.options().device(device));
     at::_amp_foreach_non_finite_check_and_unscale_(grads, group_inf, inv_scale.to(device));

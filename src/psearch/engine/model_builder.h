@@ -37,7 +37,8 @@ struct TrainedModel {
 
 /// Loads a checkpoint for inference: rebuilds the model from the config it carries
 /// (migrated when it predates the current layout, then `overrides` applied, e.g.
-/// "inference.nms_thresh=0.5"), loads its state strictly and prepares it for inference. `expected_type`, when not empty, must equal the checkpoint's model type.
+/// "inference.nms_thresh=0.5"), loads its state strictly and prepares it for inference.
+/// `expected_type`, when not empty, must equal the checkpoint's model type.
 /// Throws std::runtime_error with one line naming the file.
 TrainedModel load_trained_model(const std::string& path, c10::Device device,
                                 const std::vector<std::string>& overrides = {},

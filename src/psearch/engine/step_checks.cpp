@@ -16,25 +16,31 @@
 
 namespace psearch::engine {
 
-at::Tensor clip_grad_norm(const std::vector<at::Tensor>& parameters, double max_norm) {
-  // _foreach_* take tensors of one device and dtype per call, as torch's clip_grad_norm_
-  // groups them.
+std::vector<std::vector<at::Tensor>> gradients_by_device_and_dtype(const std::vector<at::Tensor>& parameters) {
   std::map<std::pair<std::string, at::ScalarType>, std::vector<at::Tensor>> groups;
   for (const at::Tensor& p : parameters) {
     const at::Tensor& g = p.grad();
     if (g.defined()) groups[{g.device().str(), g.scalar_type()}].push_back(g);
   }
+  std::vector<std::vector<at::Tensor>> out;
+  for (auto& [key, grads] : groups) out.push_back(std::move(grads));
+  return out;
+}
+
+at::Tensor clip_grad_norm(const std::vector<at::Tensor>& parameters, double max_norm) {
+  std::vector<std::vector<at::Tensor>> groups = gradients_by_device_and_dtype(parameters);
   if (groups.empty()) return at::zeros({});
-  const c10::Device device = groups.begin()->second.front().device();
+  const c10::Device device = groups.front().front().device();
   std::vector<at::Tensor> norms;
-  for (auto& [key, grads] : groups)
+  for (const auto& grads : groups)
     for (const at::Tensor& n : at::_foreach_norm(grads, 2)) norms.push_back(n.to(device, at::kFloat));
   const at::Tensor total = at::linalg_vector_norm(at::stack(norms), 2);
   if (max_norm == std::numeric_limits<double>::infinity()) return total;
   // Multiplying by a clamped coefficient (1 when within the bound) instead of branching on
   // total > max_norm keeps the decision on the device.
   const at::Tensor coefficient = (max_norm / (total + 1e-6)).clamp_max(1.0);
-  for (auto& [key, grads] : groups) at::_foreach_mul_(grads, coefficient.to(grads.front().device(), key.second));
+  for (auto& grads : groups)
+    at::_foreach_mul_(grads, coefficient.to(grads.front().device(), grads.front().scalar_type()));
   return total;
 }
 

@@ -13,6 +13,11 @@
 
 namespace psearch::engine {
 
+/// The gradients of `parameters` (those that have one), grouped by device and dtype: the
+/// _foreach_* kernels take one device and dtype per call, as torch's clip_grad_norm_ and
+/// GradScaler group them. Each group is non-empty.
+std::vector<std::vector<at::Tensor>> gradients_by_device_and_dtype(const std::vector<at::Tensor>& parameters);
+
 /// torch.nn.utils.clip_grad_norm_(parameters, max_norm) with the L2 norm: scales every
 /// gradient in place by min(1, max_norm / (total + 1e-6)) where total is the L2 norm of
 /// all gradients together, and returns total as a [] float32 tensor on the gradients'
